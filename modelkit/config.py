@@ -1,0 +1,99 @@
+"""What a checkpoint is (PretrainedCfg) and what a built model now eats (DataConfig)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def adapt_stats(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
+    """Per-channel mean or std for ``in_chans`` channels, derived from the checkpoint's values.
+
+    One channel takes the average (a gray image is roughly the mean of R, G, B); other counts tile
+    the source values and cut, matching how the first-conv filters are tiled.
+    """
+    values = tuple(float(v) for v in values)
+    if in_chans == len(values):
+        return values
+    if in_chans == 1:
+        return (sum(values) / len(values),)
+    return tuple(values[i % len(values)] for i in range(in_chans))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The input a model expects: ``input_size`` is (in_chans, H, W); mean/std have in_chans items."""
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"  # "bilinear" | "bicubic" | "nearest"
+    crop_pct: float = 0.875  # resize the shorter side to size / crop_pct, then centre-crop size
+    crop_mode: str = "center"
+    resize_size: int | None = None  # explicit resize (torchvision's resize_size); wins over crop_pct
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_size[0]
+
+    def with_in_chans(self, in_chans: int) -> DataConfig:
+        return dataclasses.replace(
+            self,
+            input_size=(in_chans, *self.input_size[1:]),
+            mean=adapt_stats(self.mean, in_chans),
+            std=adapt_stats(self.std, in_chans),
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """One checkpoint of one architecture: where its weights live and what they were trained on."""
+
+    architecture: str
+    tag: str = ""
+    url: str | None = None
+    file: str | None = None  # a path on disk (e.g. inside an installed package); tried before url
+    hub_filename: str | None = None  # name in the torch hub cache (torch.hub.get_dir()/checkpoints)
+    num_classes: int = 1000
+    in_chans: int = 3
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    resize_size: int | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    first_conv: str = ""  # module path of the first conv / patch embedding
+    classifier: str = ""  # module path of the final linear layer(s)
+    label_offset: int = 0  # 1 for 1001-class checkpoints whose row 0 is "background"
+    categories: tuple[str, ...] | None = None
+    license: str = ""
+    metrics: dict = field(default_factory=dict)  # e.g. {"acc@1": 76.1, "acc@5": 92.9}
+    gflops: float | None = None
+    file_size_mb: float | None = None
+    source: str = ""  # "torchvision" | "package" | "local"
+    is_default: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}.{self.tag}" if self.tag else self.architecture
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.url or self.file)
+
+    def data_config(self, in_chans: int | None = None) -> DataConfig:
+        config = DataConfig(
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            interpolation=self.interpolation,
+            crop_pct=self.crop_pct,
+            resize_size=self.resize_size,
+        )
+        return config.with_in_chans(in_chans) if in_chans else config
