@@ -1,0 +1,154 @@
+"""The model registry: names, families, builders and pretrained tags (``arch.tag``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from modelkit.config import PretrainedCfg
+from modelkit.errors import ConfigError, UnknownModelError
+from modelkit.features import FamilySpec
+
+
+@dataclass
+class ModelEntry:
+    """One architecture: how to build it and which checkpoints exist for it."""
+
+    name: str
+    family: FamilySpec
+    builder: Callable[..., nn.Module]  # builder(num_classes=..., **kwargs) -> native model
+    cfgs: dict[str, PretrainedCfg]  # tag -> cfg, the default tag first
+
+    @property
+    def default_tag(self) -> str:
+        return next(iter(self.cfgs), "")
+
+    @property
+    def default_cfg(self) -> PretrainedCfg:
+        """The default checkpoint, or a weightless cfg for models without weights."""
+        if self.cfgs:
+            return self.cfgs[self.default_tag]
+        return PretrainedCfg(
+            architecture=self.name,
+            first_conv=self.family.first_conv,
+            classifier=self.family.classifier,
+        )
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_LOADED = False
+
+
+def register_model(
+    name: str,
+    family: FamilySpec,
+    builder: Callable[..., nn.Module],
+    cfgs: Sequence[PretrainedCfg] = (),
+) -> None:
+    """Add (or replace) an architecture; the cfg marked default (else the first) is the default."""
+    ordered = sorted(cfgs, key=lambda c: not c.is_default)
+    _REGISTRY[name] = ModelEntry(name, family, builder, {c.tag: c for c in ordered})
+
+
+def _ensure_loaded() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import modelkit.models  # noqa: F401  (registers everything on import)
+
+
+def _entries() -> dict[str, ModelEntry]:
+    _ensure_loaded()
+    return _REGISTRY
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _as_patterns(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def list_models(
+    filter: str | Sequence[str] = "",
+    pretrained: bool = False,
+    exclude_filters: str | Sequence[str] = (),
+    family: str | None = None,
+) -> list[str]:
+    """Sorted architecture names matching shell wildcards (``"resnet*"``)."""
+    include = _as_patterns(filter) if filter else ["*"]
+    exclude = _as_patterns(exclude_filters)
+    names = [
+        e.name
+        for e in _entries().values()
+        if _matches(e.name, include)
+        and not _matches(e.name, exclude)
+        and (family is None or e.family.name == family)
+        and (not pretrained or any(c.has_weights for c in e.cfgs.values()))
+    ]
+    return sorted(names)
+
+
+def list_pretrained(filter: str | Sequence[str] = "") -> list[str]:
+    """Sorted ``arch.tag`` names of every checkpoint, matching shell wildcards."""
+    include = _as_patterns(filter) if filter else ["*"]
+    names = [c.name for e in _entries().values() for c in e.cfgs.values() if c.has_weights]
+    return sorted(n for n in names if _matches(n, include) or _matches(n.split(".")[0], include))
+
+
+def list_families() -> list[str]:
+    return sorted({e.family.name for e in _entries().values()})
+
+
+def is_model(name: str) -> bool:
+    return split_name(name)[0] in _entries()
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"resnet50.imagenet1k_v2"`` -> ``("resnet50", "imagenet1k_v2")``."""
+    arch, _, tag = str(name).partition(".")
+    return arch, tag.lower()
+
+
+def get_entry(name: str) -> ModelEntry:
+    arch, _ = split_name(name)
+    entries = _entries()
+    if arch not in entries:
+        close = difflib.get_close_matches(arch, list(entries), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"Unknown model {arch!r}.{hint} See list_models() for the {len(entries)} models."
+        )
+    return entries[arch]
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg:
+    """The cfg of ``arch.tag``, or of the default tag for a bare ``arch``."""
+    entry = get_entry(name)
+    _, tag = split_name(name)
+    if not tag:
+        return entry.default_cfg
+    if tag not in entry.cfgs:
+        tags = ", ".join(entry.cfgs) or "none (this model has no pretrained weights)"
+        raise ConfigError(
+            f"Model {entry.name!r} has no pretrained tag {tag!r}. Tags it has: {tags}."
+        )
+    return entry.cfgs[tag]
+
+
+def replace_cfg(cfg: PretrainedCfg, **changes) -> PretrainedCfg:
+    """A copy of ``cfg`` with fields changed; unknown field names raise ConfigError."""
+    known = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(
+            f"pretrained_cfg_overlay has unknown keys {unknown}; use 'state_dict', 'file' or "
+            f"fields of PretrainedCfg: {', '.join(sorted(known))}."
+        )
+    return dataclasses.replace(cfg, **changes)
