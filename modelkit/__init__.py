@@ -11,6 +11,17 @@ from modelkit.errors import (
     WeightsLoadError,
     WeightsUnavailableError,
 )
+from modelkit.factory import create_model, model_info
+from modelkit.features import FeatureInfo
+from modelkit.pretrained import adapt_input_conv
+from modelkit.registry import (
+    get_pretrained_cfg,
+    is_model,
+    list_families,
+    list_models,
+    list_pretrained,
+    register_model,
+)
 
 __version__ = "0.1.0"
 
@@ -19,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DeviceError",
+    "FeatureInfo",
     "ImageReadError",
     "ModelkitError",
     "PretrainedCfg",
@@ -26,4 +38,13 @@ __all__ = [
     "WeightsLoadError",
     "WeightsUnavailableError",
     "__version__",
+    "adapt_input_conv",
+    "create_model",
+    "get_pretrained_cfg",
+    "is_model",
+    "list_families",
+    "list_models",
+    "list_pretrained",
+    "model_info",
+    "register_model",
 ]

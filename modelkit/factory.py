@@ -1,0 +1,411 @@
+"""create_model: name[.tag] -> build -> load weights -> adapt first conv and head -> wrap.
+
+Models keep their torchvision class and state-dict keys; a mixin (one per native class, made on
+the fly) adds forward_features / forward_head / reset_classifier / forward_intermediates, driven
+by the family's spec. ``features_only`` swaps in a mixin whose forward returns the feature list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from modelkit.config import DataConfig, PretrainedCfg, adapt_stats
+from modelkit.errors import ConfigError, WeightsLoadError
+from modelkit.features import (
+    FamilySpec,
+    FeatureInfo,
+    FeaturesMixin,
+    StepsMixin,
+    expand_steps,
+    prune_for_features,
+    resolve_out_indices,
+    run_step,
+    step_layouts,
+    trace_levels,
+)
+from modelkit.pretrained import adapt_input_conv as adapt_filters
+from modelkit.pretrained import (
+    check_in_chans_args,
+    find_state_dict,
+    head_in_features,
+    new_head,
+    set_conv_in_chans,
+    weights_on_disk,
+)
+from modelkit.registry import ModelEntry, get_entry, get_pretrained_cfg, replace_cfg, split_name
+
+GLOBAL_POOLS = ("avg", "")
+_BUILD_LOCK = threading.RLock()  # meta builds patch nn.Module globally; real builds wait for them
+
+
+class ClassifierMixin(StepsMixin):
+    """The timm-style classifier API, for any family described by a FamilySpec."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._mk_global_pool == "":  # reset_classifier(0, global_pool=""): unpooled features
+            return self.forward_features(x)
+        return super().forward(x)  # the family's own forward, untouched
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self._mk_global_pool == "":  # only with num_classes=0: the unpooled features
+            return x
+        spec = self._mk_spec
+        steps = expand_steps(self, spec.head)
+        if pre_logits:
+            if spec.pre_logits is not None:
+                steps = list(spec.pre_logits)
+            else:
+                steps = steps[: steps.index(spec.classifier)]
+        for step in steps:
+            x = run_step(self, step, x)
+        return x
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self._mk_spec.classifier)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head for ``num_classes`` (0: none, giving pooled features)."""
+        num_classes = _check_num_classes(num_classes)
+        pool = self._mk_global_pool if global_pool is None else _check_global_pool(global_pool)
+        if pool == "" and num_classes:
+            raise ConfigError(
+                f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
+                f"{num_classes}; use global_pool='avg' to classify."
+            )
+        spec = self._mk_spec
+        head = new_head(self.num_features, num_classes, spec.head_init, self._mk_conv_head)
+        self.set_submodule(spec.classifier, head)
+        self.num_classes, self._mk_global_pool, self.categories = num_classes, pool, None
+        self.adaptations.append(_head_note(spec.classifier, num_classes))
+
+
+_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _swap_class(model: nn.Module, mixin: type) -> None:
+    native = getattr(model, "_mk_native", type(model))
+    key = (native, mixin)
+    if key not in _CLASSES:
+        _CLASSES[key] = type(native.__name__, (mixin, native), {"__module__": native.__module__})
+    model.__class__ = _CLASSES[key]
+    model._mk_native = native
+
+
+def _check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ConfigError(
+            f"num_classes={num_classes!r} is not valid; use a whole number >= 1 "
+            "(or 0 for pooled features without a classifier)."
+        )
+    return num_classes
+
+
+def _check_global_pool(global_pool) -> str:
+    if global_pool not in GLOBAL_POOLS:
+        raise ConfigError(
+            f"global_pool={global_pool!r} is not supported; use 'avg' (the family's own pooling) "
+            "or '' (no pooling, with num_classes=0)."
+        )
+    return global_pool
+
+
+def _head_note(path: str, num_classes: int) -> str:
+    if num_classes == 0:
+        return f"{path}: removed (num_classes=0), the model gives pooled features"
+    return f"{path}: new head for {num_classes} classes"
+
+
+# --- building without weights (meta device) ---------------------------------------------------
+
+
+@contextmanager
+def _params_on_meta():
+    """Every parameter created inside goes to the meta device (no memory, no init cost)."""
+    original = nn.Module.register_parameter
+
+    def register(self, name, param):
+        original(self, name, param)
+        if param is not None:
+            self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
+
+    with _BUILD_LOCK:
+        nn.Module.register_parameter = register
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = original
+
+
+def _freeze(kwargs: dict) -> tuple:
+    return tuple(sorted(kwargs.items()))
+
+
+@lru_cache(maxsize=256)
+def _meta_facts(arch: str, frozen_kwargs: tuple) -> tuple[int, tuple]:
+    """(parameter count, feature levels) of an architecture, without allocating weights."""
+    entry = get_entry(arch)
+    kwargs = dict(frozen_kwargs)
+    with _params_on_meta():
+        model = entry.builder(**kwargs)
+    model = model.to("meta").eval()
+    params = sum(p.numel() for p in model.parameters())
+    spec = entry.family
+    size = kwargs.get(spec.size_kwarg) if spec.size_kwarg else None
+    levels = trace_levels(model, spec, int(size or spec.trace_size))
+    return params, tuple(levels)
+
+
+def _levels(entry: ModelEntry, kwargs: dict) -> list[dict]:
+    build = {k: v for k, v in kwargs.items() if k != "num_classes"}
+    return [dict(level) for level in _meta_facts(entry.name, _freeze(build))[1]]
+
+
+def model_info(name: str) -> dict:
+    """What a model is, without building it: family, size, accuracy, input, licence, levels."""
+    entry = get_entry(name)
+    cfg = get_pretrained_cfg(name)
+    params, levels = _meta_facts(entry.name, ())
+    return {
+        "name": entry.name,
+        "family": entry.family.name,
+        "params": params,
+        "gflops": cfg.gflops,
+        "acc@1": cfg.metrics.get("acc@1"),
+        "acc@5": cfg.metrics.get("acc@5"),
+        "input_size": cfg.input_size,
+        "mean": cfg.mean,
+        "std": cfg.std,
+        "interpolation": cfg.interpolation,
+        "license": cfg.license,
+        "tags": list(entry.cfgs),
+        "default_tag": entry.default_tag,
+        "file_size_mb": cfg.file_size_mb,
+        "feature_levels": [
+            {k: lvl[k] for k in ("index", "module", "channels", "reduction")} for lvl in levels
+        ],
+        "weights_on_disk": weights_on_disk(cfg),
+    }
+
+
+# --- create_model -----------------------------------------------------------------------------
+
+
+def _load_native(entry: ModelEntry, cfg: PretrainedCfg, sd: dict, where: str, kwargs: dict):
+    """Build the architecture the checkpoint was saved from and load it strictly."""
+    spec = entry.family
+    if spec.remap and f"{spec.first_conv}.weight" not in sd:
+        sd = spec.remap(sd)
+    metadata = getattr(sd, "_metadata", None)
+    sd = OrderedDict((k, v) for k, v in sd.items() if not k.startswith(spec.drop_keys or ("\0",)))
+    try:
+        src_classes = sd[f"{spec.classifier}.weight"].shape[0]
+        src_chans = sd[f"{spec.first_conv}.weight"].shape[1]
+    except KeyError as exc:
+        raise WeightsLoadError(
+            f"{where} is not a checkpoint for {entry.name}: it has no {exc.args[0]!r}."
+        ) from None
+    build = {**spec.pretrained_kwargs, **kwargs}
+    if spec.size_kwarg and spec.size_kwarg not in build:
+        build[spec.size_kwarg] = cfg.input_size[-1]
+    with _BUILD_LOCK:
+        model = entry.builder(num_classes=src_classes, **build)
+    conv = model.get_submodule(spec.first_conv)
+    if src_chans != conv.in_channels:
+        set_conv_in_chans(
+            conv, conv.weight.new_zeros(conv.out_channels, src_chans, *conv.kernel_size)
+        )
+    sd._metadata = metadata or model.state_dict()._metadata  # MNASNet needs its version
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        raise WeightsLoadError(
+            f"The weights from {where} do not fit {entry.name} ({str(exc).splitlines()[0][:300]}). "
+            "Check that the file is a checkpoint of this model."
+        ) from None
+    return model, src_classes, src_chans, build
+
+
+def _check_args(num_classes, in_chans, global_pool, drop_rate) -> None:
+    if num_classes is not None:
+        _check_num_classes(num_classes)
+    if in_chans is not None and (
+        isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1
+    ):
+        raise ConfigError(f"in_chans={in_chans!r} is not valid; use a whole number >= 1.")
+    if global_pool is not None:
+        _check_global_pool(global_pool)
+    if drop_rate is not None and not (isinstance(drop_rate, int | float) and 0 <= drop_rate < 1):
+        raise ConfigError(f"drop_rate={drop_rate!r} is not valid; use a number from 0 up to 1.")
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: list[int] | tuple[int, ...] | None = None,
+    global_pool: str | None = None,
+    drop_rate: float | None = None,
+    checkpoint_path: str | None = None,
+    pretrained_cfg_overlay: dict | None = None,
+    in_chans_init: str = "repeat",
+    rgb_channels: tuple[int, int, int] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build ``name`` (optionally ``arch.tag``), load and adapt weights, return it in eval mode.
+
+    Extra ``kwargs`` go to the family's builder (e.g. ``image_size`` for ViT).
+    ``checkpoint_path`` or an overlay ``state_dict``/``file`` load weights even without
+    ``pretrained=True``.
+    """
+    entry = get_entry(name)
+    spec: FamilySpec = entry.family
+    cfg = get_pretrained_cfg(name)
+    overlay = dict(pretrained_cfg_overlay or {})
+    sources = {k: overlay.pop(k) for k in ("state_dict", "file") if k in overlay}
+    cfg = replace_cfg(cfg, **overlay) if overlay else cfg
+    _check_args(num_classes, in_chans, global_pool, drop_rate)
+    load = bool(pretrained or checkpoint_path or sources)
+    if "num_classes" in kwargs or "weights" in kwargs:
+        raise ConfigError(
+            "Pass num_classes as its own argument and use pretrained=True for weights."
+        )
+
+    if load:
+        sd, where = find_state_dict(cfg, checkpoint_path, sources)
+        model, src_classes, src_chans, kwargs = _load_native(entry, cfg, sd, where, kwargs)
+        if checkpoint_path or sources:
+            cfg = dataclasses.replace(cfg, file=str(checkpoint_path or sources.get("file") or ""))
+            cfg = dataclasses.replace(cfg, source="local") if checkpoint_path else cfg
+        adaptations = [f"weights loaded from {where}"]
+    else:
+        src_classes, src_chans = num_classes if num_classes is not None else cfg.num_classes, 3
+        with _BUILD_LOCK:
+            model = entry.builder(num_classes=src_classes, **kwargs)
+        adaptations = []
+    in_chans = in_chans or src_chans
+    rgb = check_in_chans_args(in_chans, in_chans_init, rgb_channels)
+    data_config = cfg.data_config()
+    if spec.size_kwarg and spec.size_kwarg in kwargs:
+        size = int(kwargs[spec.size_kwarg])
+        data_config = dataclasses.replace(data_config, input_size=(3, size, size), resize_size=None)
+
+    # googlenet/inception_v3 re-normalise 3 channels inside; off for other counts, same maths.
+    if getattr(model, "transform_input", False) and (in_chans != 3 or rgb):
+        model.transform_input = False
+        data_config = dataclasses.replace(data_config, mean=(0.5,) * 3, std=(0.5,) * 3)
+        adaptations.append(
+            "transform_input turned off (it assumes 3 channels); inputs are normalised with "
+            "mean = std = 0.5 instead, which is what it computed"
+        )
+
+    conv = model.get_submodule(spec.first_conv)
+    if in_chans != conv.in_channels or rgb:
+        weight = conv.weight.detach()
+        mode = in_chans_init if load else "repeat"
+        new, how = adapt_filters(weight, in_chans, mode, rgb)
+        with torch.no_grad():
+            set_conv_in_chans(conv, new.clone())
+        how = how if load else "random weights"
+        adaptations.append(
+            f"{spec.first_conv}.weight: {weight.shape[1]} -> {in_chans} channels, {how}"
+        )
+    data_config = _data_config_for(data_config, in_chans, rgb)
+
+    target = num_classes if num_classes is not None else src_classes
+    # None with a 1001-class checkpoint means the 1000 ImageNet classes (background dropped)
+    if load and num_classes is None and src_classes == 1001 and cfg.num_classes == 1000:
+        target = 1000
+    head = model.get_submodule(spec.classifier)
+    conv_head = isinstance(head, nn.Conv2d)
+    categories = cfg.categories if load else None
+    if load and target != src_classes:
+        if src_classes == 1001 and target == 1000:
+            with torch.no_grad():
+                head.weight = nn.Parameter(head.weight[1:].clone())
+                head.bias = nn.Parameter(head.bias[1:].clone())
+            head.out_features = 1000
+            adaptations.append(f"{spec.classifier}: 1001-class checkpoint, background row dropped")
+        else:
+            model.set_submodule(
+                spec.classifier, new_head(head_in_features(head), target, spec.head_init, conv_head)
+            )
+            adaptations.append(_head_note(spec.classifier, target))
+            categories = None
+    if categories is not None and len(categories) != target:
+        categories = None
+
+    if drop_rate is not None:
+        heads = [model.get_submodule(p) for p in expand_steps(model, spec.head) if p[0] != "@"]
+        drops = [m for h in heads for m in h.modules() if isinstance(m, nn.Dropout)]
+        if not drops:
+            raise ConfigError(
+                f"drop_rate={drop_rate} cannot be set for {entry.name}: its head has no dropout. "
+                "Leave drop_rate empty."
+            )
+        for m in drops:
+            m.p = float(drop_rate)
+
+    model.pretrained_cfg = cfg
+    model.data_config = data_config
+    model.adaptations = adaptations
+    model.categories = categories
+    model.num_classes = target
+    model.num_features = head_in_features(head)
+    model._mk_conv_head = conv_head
+    model._mk_spec = spec
+    model._mk_steps = expand_steps(model, spec.steps)
+    model._mk_layouts = step_layouts(spec, model._mk_steps)
+    model._mk_levels = _levels(entry, kwargs)
+    model._mk_global_pool = "avg"
+    model.feature_info = FeatureInfo(model._mk_levels)
+    _swap_class(model, ClassifierMixin)
+    if global_pool is not None:
+        if global_pool == "" and target:
+            raise ConfigError(
+                f"global_pool='' (no pooling) works only with num_classes=0, got {target}."
+            )
+        model._mk_global_pool = global_pool
+    model.eval()
+    if features_only:
+        to_features(model, out_indices)
+    elif out_indices is not None:
+        raise ConfigError("out_indices is only used with features_only=True.")
+    return model
+
+
+def _data_config_for(config: DataConfig, in_chans: int, rgb: tuple[int, ...] | None) -> DataConfig:
+    """The data config for ``in_chans``; with rgb_channels the RGB stats sit on those channels."""
+    if not rgb:
+        return config.with_in_chans(in_chans)
+    mean = list(adapt_stats(config.mean, in_chans))
+    std = list(adapt_stats(config.std, in_chans))
+    for i, c in enumerate(rgb):
+        mean[c], std[c] = config.mean[i], config.std[i]
+    return dataclasses.replace(
+        config, input_size=(in_chans, *config.input_size[1:]), mean=tuple(mean), std=tuple(std)
+    )
+
+
+def to_features(model: nn.Module, out_indices=None) -> nn.Module:
+    """Turn a created classifier into a features_only model, in place (its head is dropped)."""
+    indices = resolve_out_indices(out_indices, len(model._mk_levels))
+    model.out_indices = indices
+    model.feature_info = FeatureInfo(model._mk_levels).select(indices)
+    prune_for_features(model, max(model._mk_levels[i]["step"] for i in indices))
+    model.num_classes, model.categories = 0, None
+    _swap_class(model, FeaturesMixin)
+    return model
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """``arch.tag`` -> (arch, tag); kept public for the app's model picker."""
+    return split_name(name)

@@ -1,0 +1,273 @@
+"""Pretrained weights: find them (in a fixed order), load them safely, adapt first conv and head.
+
+Sources, first found wins: ``pretrained_cfg_overlay["state_dict"]``, ``pretrained_cfg_overlay
+["file"]``, ``checkpoint_path``, ``PretrainedCfg.file`` (e.g. inside an installed package), the
+torch hub cache (``torch.hub.get_dir()/checkpoints/<hub_filename>``), then the URL. Downloads
+happen only here, only on request, never when ``MODELKIT_OFFLINE=1``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from modelkit.config import PretrainedCfg
+from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableError
+
+DOWNLOAD_TIMEOUT_S = 5.0  # socket timeout per read; one try, no retry loop
+IN_CHANS_INITS = ("repeat", "rgb", "random")
+
+
+def offline() -> bool:
+    return os.environ.get("MODELKIT_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_cache_path(cfg: PretrainedCfg) -> Path | None:
+    if not cfg.hub_filename:
+        return None
+    return Path(torch.hub.get_dir()) / "checkpoints" / cfg.hub_filename
+
+
+def weights_on_disk(cfg: PretrainedCfg) -> bool:
+    if cfg.file and Path(cfg.file).is_file():
+        return True
+    cached = hub_cache_path(cfg)
+    return bool(cached and cached.is_file())
+
+
+def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from .pth/.pt/.bin (torch.load, weights_only) or .safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"Weights file {path} does not exist; check the path.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file as load_safetensors
+
+            sd = load_safetensors(str(path), device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, pickled code: all unusable for us
+        raise WeightsLoadError(
+            f"Could not read weights file {path}: {type(exc).__name__}: {str(exc)[:200]}. "
+            "The file may be corrupt or incomplete: delete it and get it again."
+        ) from exc
+    return unwrap_state_dict(sd, str(path))
+
+
+def unwrap_state_dict(sd, where: str) -> dict[str, torch.Tensor]:
+    """Accept ``{"state_dict": ...}``/``{"model": ...}`` wrappers and DataParallel's ``module.``."""
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsLoadError(f"{where} does not hold a state dict of tensors.")
+    if sd and all(k.startswith("module.") for k in sd):
+        out = type(sd)((k[len("module.") :], v) for k, v in sd.items())
+        if hasattr(sd, "_metadata"):
+            out._metadata = sd._metadata
+        sd = out
+    return sd
+
+
+def download(url: str, dest: Path) -> None:
+    """One plain download into ``dest`` (via a temporary file), with a short socket timeout."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".partial")
+    try:
+        with (
+            os.fdopen(fd, "wb") as out,
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r,
+        ):
+            while chunk := r.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, dest)
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        raise WeightsUnavailableError(
+            f"Could not download {url} ({exc}). Put the file at {dest} by hand, or pass "
+            "checkpoint_path=... to a copy you have."
+        ) from exc
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def find_state_dict(
+    cfg: PretrainedCfg,
+    checkpoint_path: str | os.PathLike | None = None,
+    overlay: dict | None = None,
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The checkpoint's state dict and a plain-words note of where it came from."""
+    overlay = overlay or {}
+    if overlay.get("state_dict") is not None:
+        return unwrap_state_dict(overlay["state_dict"], "pretrained_cfg_overlay['state_dict']"), (
+            "an in-memory state dict"
+        )
+    for path, what in ((overlay.get("file"), "file"), (checkpoint_path, "checkpoint")):
+        if path:
+            return load_file(path), f"{what} {path}"
+    if cfg.file:
+        return load_file(cfg.file), f"{cfg.source or 'local'} file {cfg.file}"
+    cached = hub_cache_path(cfg)
+    if cached and cached.is_file():
+        return load_file(cached), f"torch hub cache {cached}"
+    if not cfg.url:
+        raise WeightsUnavailableError(
+            f"No pretrained weights are known for {cfg.name}"
+            + (" (its weight package is not installed)." if cfg.source == "package" else ".")
+            + " Pass checkpoint_path=... to a weights file, or use pretrained=False."
+        )
+    if offline():
+        raise WeightsUnavailableError(
+            f"Weights for {cfg.name} are not on this machine and downloads are off "
+            f"(MODELKIT_OFFLINE=1). Download {cfg.url} elsewhere and put it at {cached}."
+        )
+    download(cfg.url, cached)
+    return load_file(cached), f"downloaded {cfg.url}"
+
+
+# --- first conv -------------------------------------------------------------------------------
+
+
+def check_in_chans_args(in_chans: int, in_chans_init: str, rgb_channels) -> tuple[int, ...] | None:
+    if in_chans_init not in IN_CHANS_INITS:
+        raise ConfigError(
+            f"in_chans_init={in_chans_init!r} is not known; use one of {', '.join(IN_CHANS_INITS)}."
+        )
+    if in_chans_init != "rgb":
+        if rgb_channels is not None:
+            raise ConfigError(
+                "rgb_channels is only used with in_chans_init='rgb'; set both or neither."
+            )
+        return None
+    if rgb_channels is None or isinstance(rgb_channels, str) or len(rgb_channels) != 3:
+        raise ConfigError(
+            f"in_chans_init='rgb' needs rgb_channels=(r, g, b), three input channel numbers "
+            f"from 0 to {in_chans - 1}; got {rgb_channels!r}."
+        )
+    chans = tuple(rgb_channels)
+    if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < in_chans for c in chans):
+        raise ConfigError(
+            f"rgb_channels={chans!r}: each must be a channel number from 0 to {in_chans - 1}."
+        )
+    if len(set(chans)) != 3:
+        raise ConfigError(f"rgb_channels={chans!r} repeats a channel; name three different ones.")
+    return chans
+
+
+def adapt_input_conv(
+    weight: torch.Tensor,
+    in_chans: int,
+    mode: str = "repeat",
+    rgb_channels: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, str]:
+    """First-conv filters (O, S, kh, kw) for ``in_chans`` inputs, and how they were made.
+
+    repeat: 1 channel sums the source filters; N tiles them, cuts to N and scales by S/N (so a
+    constant image gives the same response). rgb: the S=3 source filters go on ``rgb_channels``,
+    zeros elsewhere. random: fresh filters (the conv's default init) with the source filters
+    kept on the first min(S, N) channels.
+    """
+    source = weight.shape[1]
+    if in_chans == source and mode != "rgb":
+        return weight, "unchanged"
+    if mode == "rgb":
+        if source != 3:
+            raise ConfigError(
+                f"in_chans_init='rgb' needs a 3-channel checkpoint; this one has {source} channels."
+            )
+        new = weight.new_zeros(weight.shape[0], in_chans, *weight.shape[2:])
+        for i, c in enumerate(rgb_channels):
+            new[:, c] = weight[:, i]
+        return new, f"pretrained R, G, B filters on channels {tuple(rgb_channels)}, zeros elsewhere"
+    if mode == "random":
+        new = torch.empty(weight.shape[0], in_chans, *weight.shape[2:], dtype=weight.dtype)
+        nn.init.kaiming_uniform_(new, a=math.sqrt(5))  # nn.Conv2d's own default
+        keep = min(source, in_chans)
+        new[:, :keep] = weight[:, :keep]
+        return new, f"first {keep} channels pretrained, the rest random"
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True), "summed over the input channels"
+    repeats = math.ceil(in_chans / source)
+    new = weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (source / in_chans)
+    return new, "repeated and scaled"
+
+
+def set_conv_in_chans(conv: nn.Module, weight: torch.Tensor) -> None:
+    """Give a conv new filters with another input channel count, in place (keeps its class)."""
+    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+        raise ConfigError(f"Cannot change input channels of {type(conv).__name__}.")
+    conv.in_channels = weight.shape[1]
+    conv.weight = nn.Parameter(
+        weight.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad
+    )
+
+
+# --- classifier head --------------------------------------------------------------------------
+
+
+def _trunc(std: float, bound: float | None = None):
+    def init(m: nn.Module) -> None:
+        a = -bound if bound else -2.0 * std
+        nn.init.trunc_normal_(m.weight, std=std, a=a, b=-a)
+        nn.init.zeros_(m.bias)
+
+    return init
+
+
+def _normal(std: float):
+    def init(m: nn.Module) -> None:
+        nn.init.normal_(m.weight, 0, std)
+        nn.init.zeros_(m.bias)
+
+    return init
+
+
+def _uniform_out(m: nn.Module) -> None:
+    bound = 1.0 / math.sqrt(m.weight.shape[0])
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.zeros_(m.bias)
+
+
+def _kaiming_sigmoid(m: nn.Module) -> None:
+    nn.init.kaiming_uniform_(m.weight, mode="fan_out", nonlinearity="sigmoid")
+    nn.init.zeros_(m.bias)
+
+
+# How each family initialises a new classifier (torchvision's own init code, per family).
+HEAD_INITS = {
+    "default": lambda m: None,  # nn.Linear's own reset_parameters
+    "zero_bias": lambda m: nn.init.zeros_(m.bias),
+    "zeros": lambda m: (nn.init.zeros_(m.weight), nn.init.zeros_(m.bias)),
+    "normal_0.01": _normal(0.01),
+    "normal_0.02": _normal(0.02),
+    "trunc_normal_0.02": _trunc(0.02),
+    "trunc_normal_0.01": _trunc(0.01, bound=2.0),
+    "trunc_normal_0.1": _trunc(0.1, bound=2.0),
+    "uniform_out": _uniform_out,
+    "kaiming_sigmoid": _kaiming_sigmoid,
+}
+
+
+def new_head(in_features: int, num_classes: int, init: str, conv: bool = False) -> nn.Module:
+    """A fresh classifier (Linear, or 1x1 conv for SqueezeNet) for ``num_classes`` outputs."""
+    if num_classes == 0:
+        return nn.Identity()
+    if conv:
+        head = nn.Conv2d(in_features, num_classes, kernel_size=1)
+    else:
+        head = nn.Linear(in_features, num_classes)
+    HEAD_INITS[init](head)
+    return head
+
+
+def head_in_features(head: nn.Module) -> int:
+    return head.in_channels if isinstance(head, nn.Conv2d) else head.in_features

@@ -1,0 +1,80 @@
+"""Every registered model, small inputs, no weights: the whole classifier and features contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from modelkit import create_model, list_models
+
+pytestmark = pytest.mark.slow
+
+# Smallest input each family accepts (and builder kwargs where the size is fixed at build time).
+SIZES = {"alexnet": 64, "squeezenet": 64, "inception_v3": 75, "maxvit": 224}
+KWARGS = {"vit_h_14": {"image_size": 28}}
+ALL = list_models()
+
+
+def _setup(name: str) -> tuple[int, dict]:
+    from modelkit.registry import get_entry
+
+    family = get_entry(name).family.name
+    if family == "vit":
+        kwargs = KWARGS.get(name, {"image_size": 32})
+        return kwargs["image_size"], kwargs
+    return SIZES.get(family, 32), {}
+
+
+def _check_features(outs, info, size: int, batch: int) -> None:
+    assert len(outs) == len(info)
+    for out, chans, red in zip(outs, info.channels(), info.reduction(), strict=True):
+        assert out.ndim == 4 and out.shape[:2] == (batch, chans)
+        assert max(out.shape[2:]) <= math.ceil(size / red) + 1
+        assert torch.isfinite(out).all()
+
+
+def test_registry_holds_every_torchvision_classifier():
+    import torchvision
+
+    names = set(torchvision.models.list_models(module=torchvision.models))
+    assert len(names) == 80 and names <= set(ALL)
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+@torch.no_grad()
+def test_model_contract(name: str):
+    size, kwargs = _setup(name)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, size, size)
+
+    model = create_model(name, **kwargs)
+    out = model(x)
+    assert out.shape == (2, 1000) and torch.isfinite(out).all()
+    feats = model.forward_features(x)
+    assert torch.equal(model.forward_head(feats), out)
+    pre = model.forward_head(feats, pre_logits=True)
+    assert pre.shape == (2, model.num_features)
+    _check_features(model.forward_intermediates(x), model.feature_info, size, 2)
+    assert model.data_config.input_size[0] == 3
+
+    model.reset_classifier(0)
+    assert torch.allclose(model(x), pre, atol=1e-5, rtol=1e-4)
+    model.reset_classifier(0, global_pool="")
+    assert torch.equal(model(x), feats)
+    model.reset_classifier(7, global_pool="avg")
+    assert model(x).shape == (2, 7) and model.get_classifier() is not None
+    del model
+
+    model = create_model(name, num_classes=7, in_chans=5, **kwargs)
+    out = model(torch.randn(2, 5, size, size))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    assert model.data_config.input_size[0] == 5 and len(model.data_config.mean) == 5
+    del model
+
+    model = create_model(name, in_chans=1, features_only=True, **kwargs)
+    outs = model(torch.randn(2, 1, size, size))
+    assert model.out_indices == list(range(len(outs)))
+    _check_features(outs, model.feature_info, size, 2)
