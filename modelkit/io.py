@@ -1,0 +1,443 @@
+"""Read an uploaded file (bytes) into a (C, H, W) array plus the metadata a person needs to see.
+
+Public API (stable; the app and engine code against it)::
+
+    read_image(data: bytes, filename: str, *, layout: str = "auto",
+               limits: ReadLimits | None = None) -> ImageArray
+    ImageArray   dataclass: data (C, H, W) in the file's dtype, filename, format, original_shape,
+                 axes, dtype, value_range, band_names, nan_count, notes;
+                 .num_channels / .height / .width
+    ReadLimits   dataclass: max_pixels (per plane), max_channels, max_bytes (decoded)
+
+Formats: PNG, JPEG, WebP, BMP, GIF (Pillow; 16-bit colour PNG through imagecodecs, since Pillow
+truncates it), TIFF / BigTIFF / OME-TIFF / ImageJ (tifffile + imagecodecs, see ``io_tiff``), NPY
+and NPZ (numpy, ``allow_pickle=False``). The format is found from the file's first bytes, not its
+name; a name that disagrees is reported in ``notes``.
+
+Safety: sizes are checked from headers before anything is decoded; object, complex, string and
+structured dtypes are refused; files are read from memory only, so an OME-TIFF cannot pull pixels
+from other files on the server. Every failure raises ``ImageReadError`` with a message that says
+which file, what is wrong and what would work.
+
+NaN and Inf: kept in ``data`` as stored, counted in ``nan_count`` (all non-finite values) and
+reported in ``notes``; ``value_range`` covers the finite values only. ``preprocess`` and the display
+helpers replace each non-finite value with the minimum finite value of its band (0 when a band has
+none) before scaling.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from modelkit.errors import ImageReadError
+
+LAYOUTS = ("auto", "CHW", "HWC")
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Largest upload accepted: pixels per plane, channel count, and decoded bytes in total."""
+
+    max_pixels: int = 100_000_000
+    max_channels: int = 512
+    max_bytes: int = 2 * 1024**3
+
+
+@dataclass
+class ImageArray:
+    """A decoded image: ``data`` is (C, H, W) in the file's dtype, plus what was found and done."""
+
+    data: np.ndarray
+    filename: str
+    format: str
+    original_shape: tuple[int, ...]
+    axes: str
+    dtype: str
+    value_range: tuple[float, float]
+    band_names: list[str] | None = None
+    nan_count: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[2])
+
+
+def fail(filename: str, problem: str, fix: str) -> ImageReadError:
+    """An ImageReadError whose message names the file, the problem and what would work."""
+    return ImageReadError(f"Cannot read '{filename}': {problem}. {fix}")
+
+
+def check_dtype(dtype: np.dtype, filename: str) -> None:
+    """Refuse dtypes that are unsafe or meaningless as pixels."""
+    if dtype.hasobject:
+        raise fail(
+            filename,
+            "it holds Python objects, which cannot be read safely",
+            "Save a numeric array, e.g. numpy.save('image.npy', array.astype('float32')).",
+        )
+    if dtype.names is not None or dtype.kind not in _NUMERIC_KINDS:
+        raise fail(
+            filename,
+            f"its values have type '{dtype}', which is not a number type an image can have",
+            "Save real numbers (uint8, uint16, int16, float32, ...); for complex data save "
+            "numpy.abs(array) or the real and imaginary parts as two channels.",
+        )
+
+
+def check_size(
+    shape_chw: tuple[int, int, int],
+    itemsize: int,
+    filename: str,
+    limits: ReadLimits,
+    total_bytes: int | None = None,
+) -> None:
+    """Check channels, pixels per plane and decoded bytes against the limits, before decoding."""
+    channels, height, width = (int(v) for v in shape_chw)
+    if min(channels, height, width) <= 0:
+        raise fail(
+            filename,
+            f"the image is empty (shape {channels}x{height}x{width})",
+            "Upload an image with at least one pixel.",
+        )
+    if channels > limits.max_channels:
+        raise fail(
+            filename,
+            f"it has {channels} channels; at most {limits.max_channels} are accepted",
+            "Keep only the bands you need, or check the channel layout.",
+        )
+    if height * width > limits.max_pixels:
+        raise fail(
+            filename,
+            f"it is {width}x{height} = {height * width:,} pixels per band; at "
+            f"most {limits.max_pixels:,} are accepted",
+            "Downscale or crop it first.",
+        )
+    nbytes = total_bytes if total_bytes is not None else channels * height * width * itemsize
+    if nbytes > limits.max_bytes:
+        raise fail(
+            filename,
+            f"decoded it would take {nbytes / 2**20:,.0f} MiB; at most "
+            f"{limits.max_bytes / 2**20:,.0f} MiB are accepted",
+            "Crop it, keep fewer bands, or save it with a smaller dtype.",
+        )
+
+
+def sniff(data: bytes) -> str | None:
+    """The format from the first bytes, or None when no reader here knows them."""
+    head = data[:16]
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "npz"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    return None
+
+
+_EXTENSIONS = {
+    "npy": {".npy"},
+    "npz": {".npz"},
+    "tiff": {".tif", ".tiff", ".ome.tif", ".ome.tiff"},
+    "png": {".png"},
+    "jpeg": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "webp": {".webp"},
+    "bmp": {".bmp", ".dib"},
+    "gif": {".gif"},
+}
+
+
+def read_image(
+    data: bytes, filename: str, *, layout: str = "auto", limits: ReadLimits | None = None
+) -> ImageArray:
+    """Decode ``data`` (the uploaded file's bytes) into an ImageArray with data in (C, H, W).
+
+    ``layout`` applies to NPY/NPZ 3-D arrays: "CHW", "HWC", or "auto" (the smaller of the first
+    and last axes holds the channels; the choice is written in ``notes``). Image files carry their
+    own layout. Raises ImageReadError for anything that cannot be read safely.
+    """
+    filename = str(filename or "upload")
+    if layout not in LAYOUTS:
+        raise fail(filename, f"layout '{layout}' is not known", f"Use one of {', '.join(LAYOUTS)}.")
+    limits = limits or ReadLimits()
+    if not data:
+        raise fail(filename, "the file is empty (0 bytes)", "Upload the file again.")
+    kind = sniff(bytes(data[:16]))
+    if kind is None:
+        raise fail(
+            filename,
+            "its contents are not a PNG, JPEG, WebP, BMP, GIF, TIFF, NPY or NPZ "
+            "file (whatever its name says)",
+            "Save it in one of those formats.",
+        )
+    notes: list[str] = []
+    suffix = filename.lower()
+    known = set().union(*_EXTENSIONS.values())
+    if any(suffix.endswith(e) for e in known) and not any(
+        suffix.endswith(e) for e in _EXTENSIONS[kind]
+    ):
+        notes.append(
+            f"The file name says otherwise, but its contents are {kind.upper()}; read as such."
+        )
+    try:
+        if kind == "tiff":
+            from modelkit.io_tiff import read_tiff
+
+            array, original_shape, axes, band_names, more = read_tiff(data, filename, limits)
+        elif kind in ("npy", "npz"):
+            reader = read_npy if kind == "npy" else read_npz
+            array, original_shape, axes, more = reader(data, filename, layout, limits)
+            band_names = None
+        else:
+            array, original_shape, axes, more = read_pillow(data, filename, kind, limits)
+            band_names = None
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise fail(
+            filename, "there is not enough memory to decode it", "Upload a smaller image."
+        ) from exc
+    except Exception as exc:  # any decoder failure on corrupt input is the user's file, not a bug
+        raise fail(
+            filename,
+            f"the {kind.upper()} data is damaged or incomplete ({exc})",
+            "Check that the upload finished and the file opens elsewhere.",
+        ) from exc
+    notes.extend(more)
+    return finish(array, filename, kind, original_shape, axes, band_names, notes)
+
+
+def finish(
+    array: np.ndarray,
+    filename: str,
+    kind: str,
+    original_shape: tuple[int, ...],
+    axes: str,
+    band_names: list[str] | None,
+    notes: list[str],
+) -> ImageArray:
+    """Count non-finite values, take the value range, and build the ImageArray."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+        notes.append("True/False values read as 1/0.")
+    nan_count = 0
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        nan_count = int(array.size - np.count_nonzero(finite))
+        if nan_count:
+            notes.append(
+                f"{nan_count:,} values are NaN or infinite; they are kept here and "
+                "replaced by their band's smallest finite value when preprocessing."
+            )
+            values = array[finite]
+            low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        else:
+            low, high = float(array.min()), float(array.max())
+    else:
+        low, high = float(array.min()), float(array.max())
+    if band_names is not None and len(band_names) != array.shape[0]:
+        band_names = None
+    return ImageArray(
+        data=array,
+        filename=filename,
+        format=kind,
+        original_shape=tuple(original_shape),
+        axes=axes,
+        dtype=str(array.dtype),
+        value_range=(low, high),
+        band_names=band_names,
+        nan_count=nan_count,
+        notes=notes,
+    )
+
+
+# ---- NPY / NPZ -------------------------------------------------------------------------------
+
+
+def npy_header(stream: io.BufferedIOBase | io.BytesIO, filename: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from an NPY header, without reading the array."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    except ValueError as exc:
+        if "object" in str(exc).lower() or "pickle" in str(exc).lower():
+            raise fail(
+                filename,
+                "it holds Python objects, which cannot be read safely",
+                "Save a numeric array with numpy.save.",
+            ) from exc
+        raise fail(
+            filename, f"its NPY header is damaged ({exc})", "Save the array again with numpy.save."
+        ) from exc
+    return tuple(int(v) for v in shape), np.dtype(dtype)
+
+
+def to_chw(
+    shape: tuple[int, ...], layout: str, filename: str
+) -> tuple[tuple[int, int, int], str, list[str]]:
+    """How a 2-D or 3-D array maps to (C, H, W): the target shape, source axes, and a note."""
+    if len(shape) == 2:
+        return (1, shape[0], shape[1]), "YX", []
+    if len(shape) != 3:
+        raise fail(
+            filename,
+            f"the array has {len(shape)} dimensions {shape}; 2-D (H, W) or 3-D "
+            "(C, H, W) / (H, W, C) arrays are accepted",
+            "Save a single image, e.g. array[0] for the first of a stack.",
+        )
+    if layout == "auto":
+        layout = "CHW" if shape[0] <= shape[2] else "HWC"
+        channels = shape[0] if layout == "CHW" else shape[2]
+        note = (
+            f"Layout chosen automatically: {layout} ({channels} channels, the smaller of the "
+            "first and last axes); set layout to override."
+        )
+        notes = [note]
+    else:
+        notes = []
+    if layout == "CHW":
+        return (shape[0], shape[1], shape[2]), "CYX", notes
+    return (shape[2], shape[0], shape[1]), "YXC", notes
+
+
+def load_npy_checked(raw: bytes, filename: str, layout: str, limits: ReadLimits):
+    stream = io.BytesIO(raw)
+    shape, dtype = npy_header(stream, filename)
+    check_dtype(dtype, filename)
+    chw, axes, notes = to_chw(shape, layout, filename)
+    check_size(chw, dtype.itemsize, filename, limits)
+    stream.seek(0)
+    array = np.load(stream, allow_pickle=False)
+    if array.ndim == 2:
+        array = array[None]
+    elif axes == "YXC":
+        array = np.moveaxis(array, -1, 0)
+    return array, shape, axes, notes
+
+
+def read_npy(data: bytes, filename: str, layout: str, limits: ReadLimits):
+    return load_npy_checked(data, filename, layout, limits)
+
+
+def read_npz(data: bytes, filename: str, layout: str, limits: ReadLimits):
+    """The first array in an NPZ; every member's header and declared size are checked first."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+        if not members:
+            raise fail(
+                filename,
+                "the archive holds no .npy arrays",
+                "Save arrays with numpy.savez('file.npz', image=array).",
+            )
+        for member in members:
+            if member.file_size > limits.max_bytes:
+                raise fail(
+                    filename,
+                    f"member '{member.filename}' would take {member.file_size / 2**20:,.0f} MiB",
+                    "Save a smaller array.",
+                )
+            with archive.open(member) as stream:
+                head = io.BytesIO(stream.read(65536 + 16))
+            npy_header(head, f"{filename}:{member.filename}")
+        first = members[0]
+        with archive.open(first) as stream:
+            raw = stream.read(first.file_size + 1)
+    member_name = f"{filename}:{first.filename}"
+    array, shape, axes, notes = load_npy_checked(raw, member_name, layout, limits)
+    name = first.filename[:-4]
+    if len(members) > 1:
+        others = ", ".join(m.filename[:-4] for m in members[1:])
+        notes.insert(
+            0, f"The archive holds {len(members)} arrays; read '{name}' (others: {others})."
+        )
+    else:
+        notes.insert(0, f"Read array '{name}' from the archive.")
+    return array, shape, axes, notes
+
+
+# ---- Pillow formats --------------------------------------------------------------------------
+
+_PNG_COLOUR_16 = {2: "RGB", 6: "RGBA"}  # PNG colour types that Pillow truncates at 16 bits
+
+
+def read_pillow(data: bytes, filename: str, kind: str, limits: ReadLimits):
+    """PNG/JPEG/WebP/BMP/GIF through Pillow, size-checked before pixels are decoded."""
+    if kind == "png" and len(data) > 26 and data[24] == 16 and data[25] in _PNG_COLOUR_16:
+        return read_png16(data, filename, limits)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise fail(
+            filename, "it declares more pixels than is safe to decode", "Downscale it first."
+        ) from exc
+    notes: list[str] = []
+    width, height = img.size
+    bands = len(img.getbands())
+    check_size((bands if img.mode != "P" else 4, height, width), 4, filename, limits)
+    if getattr(img, "n_frames", 1) > 1:
+        notes.append(f"The file has {img.n_frames} frames; read the first.")
+    original_mode = img.mode
+    transposed = ImageOps.exif_transpose(img)  # decodes; the size was checked above
+    orientation = img.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        notes.append(f"Rotated/flipped upright from EXIF orientation {orientation}.")
+    img = transposed
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        notes.append(f"Palette colours expanded to {img.mode}.")
+    elif img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+        notes.append(f"{original_mode} colours converted to RGB.")
+    elif img.mode == "1":
+        img = img.convert("L")
+        notes.append("1-bit image read as 0/255.")
+    elif img.mode == "PA":
+        img = img.convert("RGBA")
+    array = np.asarray(img)
+    if img.mode == "I" and array.size and array.min() >= 0 and array.max() <= 65535:
+        array = array.astype(np.uint16)  # a 16-bit grayscale PNG that Pillow widened to int32
+    elif img.mode.startswith("I;16"):
+        array = array.astype(np.uint16)
+    original_shape = array.shape
+    if array.ndim == 2:
+        return array[None], original_shape, "YX", notes
+    axes = "YXS"
+    return np.moveaxis(array, -1, 0), original_shape, axes, notes
+
+
+def read_png16(data: bytes, filename: str, limits: ReadLimits):
+    """16-bit RGB(A) PNG: decoded by imagecodecs, which keeps all 16 bits."""
+    import imagecodecs
+
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    check_size((len(_PNG_COLOUR_16[data[25]]), height, width), 2, filename, limits)
+    array = imagecodecs.png_decode(data)
+    return np.moveaxis(array, -1, 0), array.shape, "YXS", []

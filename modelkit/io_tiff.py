@@ -1,0 +1,158 @@
+"""TIFF reading for ``modelkit.io``: any band count, dtype, compression, OME, ImageJ and GeoTIFF.
+
+Channels come from the axes tifffile reports for the file's first series: ``C`` (channels), ``S``
+(samples per pixel), ``I`` (a plain page sequence) and ``Q`` (unnamed) are channel axes; several
+of them are flattened into one channel axis in file order. Any other axis (``Z`` depth, ``T``
+time, ...) is cut to its first plane, and the notes say so. Band names come, in this order, from
+OME channel names, ImageJ labels, GDAL_METADATA band descriptions (tag 42112), or a
+``band_names`` / ``channel_names`` list in tifffile's JSON description.
+
+The file is opened from memory with multi-file OME turned off, so OME-XML that names other files
+cannot make the server read them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import tifffile
+
+from modelkit.io import ReadLimits, check_dtype, check_size, fail
+
+CHANNEL_AXES = "CSIQ"
+
+
+def read_tiff(data: bytes, filename: str, limits: ReadLimits):
+    """(array (C, H, W), original shape, axes, band names or None, notes) for a TIFF upload."""
+    notes: list[str] = []
+    with tifffile.TiffFile(io.BytesIO(data), _multifile=False) as tif:
+        series = tif.series
+        if not series:
+            raise fail(filename, "the TIFF holds no images", "Save the image again.")
+        first = series[0]
+        if len(series) > 1:
+            notes.append(
+                f"The TIFF holds {len(series)} separate images; read the first "
+                f"({'x'.join(map(str, first.shape))})."
+            )
+        shape, axes, dtype = tuple(first.shape), first.axes, np.dtype(first.dtype)
+        check_dtype(dtype, filename)
+        if "Y" not in axes or "X" not in axes:
+            raise fail(
+                filename,
+                f"its image axes '{axes}' have no rows and columns",
+                "Save it as a regular 2-D image or stack.",
+            )
+        channels = int(
+            np.prod(
+                [n for a, n in zip(axes, shape, strict=True) if a in CHANNEL_AXES], dtype=np.int64
+            )
+        )
+        height, width = shape[axes.index("Y")], shape[axes.index("X")]
+        total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        check_size((channels, height, width), dtype.itemsize, filename, limits, total_bytes=total)
+        band_names = find_band_names(tif, first, axes, shape)
+        array = first.asarray()
+    return to_chw(array, axes, notes), shape, axes, band_names, notes
+
+
+def to_chw(array: np.ndarray, axes: str, notes: list[str]) -> np.ndarray:
+    """Index extra axes at 0 and bring channel axes to the front, without copying when possible."""
+    index = []
+    kept = []
+    for axis, size in zip(axes, array.shape, strict=True):
+        if axis in "YX" or axis in CHANNEL_AXES:
+            index.append(slice(None))
+            kept.append(axis)
+        else:
+            index.append(0)
+            if size > 1:
+                notes.append(
+                    f"Axis {axis} ({_AXIS_NAMES.get(axis, 'other')}) has {size} planes;"
+                    " read the first."
+                )
+    array = array[tuple(index)]
+    order = [i for i, a in enumerate(kept) if a in CHANNEL_AXES]
+    order += [kept.index("Y"), kept.index("X")]
+    array = array.transpose(order)
+    if len(order) == 2:
+        return array[None]
+    if len(order) > 3:
+        array = array.reshape(-1, *array.shape[-2:])
+    return array
+
+
+_AXIS_NAMES = {
+    "Z": "depth",
+    "T": "time",
+    "A": "angle",
+    "P": "phase",
+    "R": "tile",
+    "H": "lifetime",
+    "E": "wavelength",
+    "L": "exposure",
+    "V": "event",
+    "M": "mosaic",
+}
+
+
+def find_band_names(tif: tifffile.TiffFile, series, axes: str, shape: tuple) -> list[str] | None:
+    """Band names the file states, or None; a list of the wrong length is ignored by the caller."""
+    try:
+        if tif.is_ome and tif.ome_metadata:
+            names = ome_channel_names(tif.ome_metadata)
+            if names:
+                return names
+        if tif.is_imagej and tif.imagej_metadata:
+            labels = tif.imagej_metadata.get("Labels")
+            if labels and "C" in axes:
+                count = shape[axes.index("C")]
+                if len(labels) >= count:
+                    return [str(v) for v in labels[:count]]
+        page = tif.pages.first
+        gdal = page.tags.get(42112)
+        if gdal is not None:
+            names = gdal_band_names(str(gdal.value))
+            if names:
+                return names
+        for meta in tif.shaped_metadata or ():
+            for key in ("band_names", "channel_names", "bands"):
+                if isinstance(meta.get(key), list):
+                    return [str(v) for v in meta[key]]
+        if page.description.startswith("{"):
+            meta = json.loads(page.description)
+            for key in ("band_names", "channel_names", "bands"):
+                if isinstance(meta.get(key), list):
+                    return [str(v) for v in meta[key]]
+    except (ValueError, KeyError, TypeError, ET.ParseError):
+        return None  # names are a courtesy; a broken metadata block must not stop the read
+    return None
+
+
+def ome_channel_names(xml: str) -> list[str] | None:
+    """Channel Name attributes of the first OME Image."""
+    root = ET.fromstring(xml)
+    for element in root.iter():
+        if element.tag.endswith("}Pixels") or element.tag == "Pixels":
+            names = [c.get("Name") for c in element if c.tag.endswith("Channel")]
+            if names and all(names):
+                return [str(n) for n in names]
+            return None
+    return None
+
+
+def gdal_band_names(xml: str) -> list[str] | None:
+    """Per-band DESCRIPTION items from GDAL_METADATA XML, in band order."""
+    root = ET.fromstring(xml)
+    found: dict[int, str] = {}
+    for item in root.iter("Item"):
+        if item.get("sample") is None or not item.text:
+            continue
+        if item.get("role") == "description" or item.get("name", "").upper() == "DESCRIPTION":
+            found[int(item.get("sample"))] = item.text.strip()
+    if not found or sorted(found) != list(range(len(found))):
+        return None
+    return [found[i] for i in range(len(found))]
