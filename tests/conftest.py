@@ -1,0 +1,32 @@
+"""Shared fixtures: no test may download anything; fabricated checkpoints for weight tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("MODELKIT_OFFLINE", "1")
+
+
+@pytest.fixture
+def fabricate(tmp_path):
+    """fabricate(name, seed=0, suffix=".pth", **create_kwargs) -> (path, state_dict) of a
+    randomly initialised model saved like a real checkpoint."""
+    from modelkit import create_model
+
+    def make(name: str, seed: int = 0, suffix: str = ".pth", **kwargs):
+        torch.manual_seed(seed)
+        sd = create_model(name, **kwargs).state_dict()
+        path = tmp_path / f"{name}-{seed}-{len(list(tmp_path.iterdir()))}{suffix}"
+        if suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        else:
+            torch.save(sd, path)
+        return path, sd
+
+    return make
