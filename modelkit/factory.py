@@ -287,7 +287,8 @@ def create_model(
             cfg = dataclasses.replace(cfg, source="local") if checkpoint_path else cfg
         adaptations = [f"weights loaded from {where}"]
     else:
-        src_classes, src_chans = num_classes if num_classes is not None else cfg.num_classes, 3
+        # num_classes=0 is built with the default head, then the head is removed (below)
+        src_classes, src_chans = num_classes or cfg.num_classes, 3
         with _BUILD_LOCK:
             model = entry.builder(num_classes=src_classes, **kwargs)
         adaptations = []
@@ -327,7 +328,7 @@ def create_model(
     head = model.get_submodule(spec.classifier)
     conv_head = isinstance(head, nn.Conv2d)
     categories = cfg.categories if load else None
-    if load and target != src_classes:
+    if target != src_classes:
         if src_classes == 1001 and target == 1000:
             with torch.no_grad():
                 head.weight = nn.Parameter(head.weight[1:].clone())

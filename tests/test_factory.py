@@ -1,0 +1,73 @@
+"""create_model arguments: defaults, tags, data config, and a clear error for every bad value."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modelkit import ConfigError, UnknownModelError, create_model
+
+
+def test_tag_sets_cfg_and_data_config():
+    model = create_model("resnet50.imagenet1k_v1")
+    assert model.pretrained_cfg.name == "resnet50.imagenet1k_v1"
+    assert model.data_config.resize_size == 256 and model.categories is None
+    assert model.adaptations == [] and model.num_classes == 1000 and model.num_features == 2048
+
+
+def test_in_chans_changes_data_config():
+    model = create_model("mobilenet_v3_small", in_chans=1, num_classes=4)
+    cfg = model.data_config
+    assert cfg.input_size == (1, 224, 224) and len(cfg.mean) == 1
+    assert cfg.mean[0] == pytest.approx(sum((0.485, 0.456, 0.406)) / 3)
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 4)
+    assert any("3 -> 1 channels" in a for a in model.adaptations)
+
+
+def test_drop_rate_sets_head_dropout():
+    model = create_model("mobilenet_v3_small", drop_rate=0.5)
+    assert model.classifier[2].p == 0.5
+    with pytest.raises(ConfigError, match="no dropout"):
+        create_model("resnet18", drop_rate=0.1)
+
+
+def test_global_pool_and_num_classes_zero():
+    model = create_model("resnet18", num_classes=0, global_pool="")
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+    model = create_model("resnet18", num_classes=0)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"num_classes": -1}, "num_classes=-1"),
+        ({"num_classes": 2.5}, "num_classes=2.5"),
+        ({"in_chans": 0}, "in_chans=0"),
+        ({"global_pool": "max"}, "global_pool='max'"),
+        ({"global_pool": "", "num_classes": 5}, "num_classes=0"),
+        ({"drop_rate": 1.5}, "drop_rate=1.5"),
+        ({"in_chans_init": "copy"}, "in_chans_init='copy'"),
+        ({"in_chans": 5, "in_chans_init": "rgb"}, "rgb_channels=(r, g, b)"),
+        ({"in_chans": 5, "in_chans_init": "rgb", "rgb_channels": (0, 1, 7)}, "from 0 to 4"),
+        ({"in_chans": 5, "in_chans_init": "rgb", "rgb_channels": (0, 1, 1)}, "repeats"),
+        ({"rgb_channels": (0, 1, 2)}, "in_chans_init='rgb'"),
+        ({"pretrained_cfg_overlay": {"colour": 1}}, "unknown keys"),
+    ],
+)
+def test_bad_arguments_raise_config_error(kwargs, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        create_model("resnet18", **kwargs)
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(UnknownModelError, match="convnext_tiny"):
+        create_model("convnext_tiyn")
+
+
+def test_reset_classifier_validates():
+    model = create_model("resnet18")
+    with pytest.raises(ConfigError, match="num_classes=0"):
+        model.reset_classifier(3, global_pool="")
+    model.reset_classifier(3)
+    assert model.fc.out_features == 3 and model.categories is None
