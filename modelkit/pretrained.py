@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,8 @@ from torch import nn
 from modelkit.config import PretrainedCfg
 from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableError
 
-DOWNLOAD_TIMEOUT_S = 5.0  # socket timeout per read; one try, no retry loop
+CONNECT_TIMEOUT_S = 1.0  # no network -> an error within a second
+DOWNLOAD_TIMEOUT_S = 10.0  # socket timeout per read once connected; one try, no retry loop
 IN_CHANS_INITS = ("repeat", "rgb", "random")
 
 
@@ -80,6 +83,16 @@ def unwrap_state_dict(sd, where: str) -> dict[str, torch.Tensor]:
 
 def download(url: str, dest: Path) -> None:
     """One plain download into ``dest`` (via a temporary file), with a short socket timeout."""
+    parts = urllib.parse.urlsplit(url)
+    try:  # a fast probe, so that a machine without network fails at once, not after a minute
+        socket.create_connection(
+            (parts.hostname, parts.port or 443), timeout=CONNECT_TIMEOUT_S
+        ).close()
+    except OSError as exc:
+        raise WeightsUnavailableError(
+            f"Could not reach {parts.hostname} to download {url} ({exc}). Download it elsewhere "
+            f"and put it at {dest}, or pass checkpoint_path=... to a copy you have."
+        ) from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".partial")
     try:

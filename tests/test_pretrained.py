@@ -196,3 +196,16 @@ def test_efficientnet_lite0_real_weights_rank_tiger_cat_first():
     top3 = model(x[None]).topk(3).indices[0].tolist()
     assert model.categories[top3[0]] == "tiger cat"
     assert {model.categories[i] for i in top3} <= {"tiger cat", "Egyptian cat", "tabby"}
+
+
+def test_unreachable_network_fails_fast(monkeypatch, tmp_path):
+    def refuse(address, timeout=None):
+        assert timeout is not None and timeout <= 1.0
+        raise OSError("network is unreachable")
+
+    monkeypatch.delenv("MODELKIT_OFFLINE")
+    monkeypatch.setattr(pretrained.socket, "create_connection", refuse)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth"):
+        create_model("resnet18", pretrained=True)
+    assert not (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").exists()
