@@ -42,6 +42,7 @@ from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.io import ImageArray
 
+CHUNK_BYTES = 64 * 2**20
 SCALINGS = ("auto", "minmax", "percentile", "zscore", "none")
 _INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -224,7 +225,14 @@ def preprocess(
         tensor = resize_and_crop(torch.from_numpy(np.ascontiguousarray(data)), data_config)
         tensor = tensor.float().div_(255.0)
     else:
-        tensor = resize_and_crop(scale_image(data, scaling, percentiles), data_config)
+        # a few bands at a time: every step is per band, so the result is the same, and the float
+        # copy never holds more than ~64 MB beside the decoded image
+        step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
+        parts = [
+            resize_and_crop(scale_image(data[i : i + step], scaling, percentiles), data_config)
+            for i in range(0, data.shape[0], step)
+        ]
+        tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
     if scaling != "zscore":
         tensor = F.normalize(tensor, list(data_config.mean), list(data_config.std))
     return tensor.unsqueeze(0).contiguous()

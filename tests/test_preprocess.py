@@ -162,3 +162,14 @@ def test_input_array_is_not_modified():
     copy = data.copy()
     preprocess(data, DataConfig(input_size=(3, 8, 8)), scaling="minmax")
     np.testing.assert_array_equal(data, copy)
+
+
+@pytest.mark.parametrize("scaling", ["auto", "minmax", "percentile", "zscore", "none"])
+def test_band_chunks_give_the_same_tensor(monkeypatch, scaling):
+    import modelkit.preprocess as pp
+
+    data = np.random.default_rng(4).integers(0, 5000, (6, 40, 36), dtype=np.uint16)
+    cfg = DataConfig(input_size=(6, 24, 24)).with_in_chans(6)
+    whole = preprocess(data, cfg, scaling=scaling)
+    monkeypatch.setattr(pp, "CHUNK_BYTES", 4 * 40 * 36 * 2)  # two bands per chunk
+    torch.testing.assert_close(preprocess(data, cfg, scaling=scaling), whole, atol=0, rtol=0)
