@@ -100,8 +100,12 @@ def fill_nonfinite(data: np.ndarray) -> np.ndarray:
 
 def _integer_percentiles(band: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
     """Exact percentiles (numpy's default linear rule) of an 8/16-bit band, via a histogram."""
-    offset = int(band.min())
-    counts = np.bincount(band.ravel().astype(np.int64) - offset)
+    flat = band.ravel()
+    if band.dtype.kind in "ub":  # non-negative already: count directly, no int64 copy
+        offset, counts = 0, np.bincount(flat)
+    else:
+        offset = int(flat.min())
+        counts = np.bincount(flat.astype(np.int64) - offset)
     cumulative = np.cumsum(counts)
     n = cumulative[-1]
     result = []

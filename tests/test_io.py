@@ -397,3 +397,20 @@ def test_auto_layout_picks_the_smaller_axis_as_channels(c, h, w, hwc):
     img = read_image(npy_bytes(stored), "a.npy")
     assert img.data.shape == (c, h, w)
     np.testing.assert_array_equal(img.data, array)
+
+
+# ---- the shipped sample data ---------------------------------------------------------------
+
+ASSETS = __import__("pathlib").Path(__file__).resolve().parent.parent / "assets"
+S2_ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def test_sample_assets_read_with_their_metadata():
+    s2 = read_image((ASSETS / "sentinel2_13band.tif").read_bytes(), "sentinel2_13band.tif")
+    assert s2.data.shape == (13, 256, 256) and s2.dtype == "uint16"
+    assert s2.band_names == S2_ORDER
+    nir = read_image((ASSETS / "sentinel2_b08_nir_16bit.png").read_bytes(), "nir.png")
+    assert nir.data.shape == (1, 256, 256) and nir.dtype == "uint16"
+    np.testing.assert_array_equal(nir.data[0], s2.data[S2_ORDER.index("B8")])
+    landsat = read_image((ASSETS / "landsat8_7band.npy").read_bytes(), "landsat8_7band.npy")
+    assert landsat.data.shape == (7, 128, 128) and landsat.axes == "CYX"
