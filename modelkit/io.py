@@ -404,11 +404,10 @@ def read_pillow(data: bytes, filename: str, kind: str, limits: ReadLimits):
     if getattr(img, "n_frames", 1) > 1:
         notes.append(f"The file has {img.n_frames} frames; read the first.")
     original_mode = img.mode
-    transposed = ImageOps.exif_transpose(img)  # decodes; the size was checked above
     orientation = img.getexif().get(0x0112, 1)
-    if orientation not in (1, None):
+    if orientation in range(2, 9):  # exif_transpose would otherwise still copy the whole image
+        img = ImageOps.exif_transpose(img)
         notes.append(f"Rotated/flipped upright from EXIF orientation {orientation}.")
-    img = transposed
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         notes.append(f"Palette colours expanded to {img.mode}.")

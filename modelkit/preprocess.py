@@ -19,7 +19,10 @@ Scaling modes (per channel): ``auto`` = uint8 / 255, other integers by a 2-98 % 
 stretch, floats and bools as they are; ``minmax`` = (x - min) / (max - min); ``percentile`` =
 (x - p_low) / (p_high - p_low) clipped to [0, 1]; ``zscore`` = (x - mean) / std, and then the data
 config's mean/std are NOT applied again (the values already are standardised); ``none`` = values as
-float. A constant band scales to 0.
+float. A constant band scales to 0. Statistics are per band on the full-resolution image
+(percentiles of bands over 1 Mpx from a regular grid of ~1 M pixels: every n-th row and column).
+In ``preprocess`` the scaling, being per-band linear, is applied after the resize, on the small
+tensor; for ``percentile`` the clip to [0, 1] is applied there too (so it clips resized values).
 
 For a uint8 image with ``scaling="auto"`` the resize runs on the uint8 tensor, exactly as
 torchvision's transforms do for a uint8 tensor (``v2.Resize(antialias=True)``, ``CenterCrop``,
@@ -31,6 +34,7 @@ filter (used when a transform gets a PIL image) differs by a few grey levels.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +47,7 @@ from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.io import ImageArray
 
 CHUNK_BYTES = 64 * 2**20
+SAMPLE_PIXELS = 1_000_000  # percentiles of larger bands come from a regular grid of this many
 SCALINGS = ("auto", "minmax", "percentile", "zscore", "none")
 _INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -129,55 +134,72 @@ def band_limits(
         if mode == "minmax":
             lows[i], highs[i] = band.min(), band.max()
         elif small_ints:
-            lows[i], highs[i] = _integer_percentiles(band, percentiles)
+            step = math.ceil(math.sqrt(band.size / SAMPLE_PIXELS))  # every step-th row and column
+            lows[i], highs[i] = _integer_percentiles(band[::step, ::step], percentiles)
         else:
             flat = band.ravel()
-            if flat.size > 4_000_000:  # a regular subsample keeps this fast on huge float bands
-                flat = flat[:: flat.size // 2_000_000]
+            if flat.size > SAMPLE_PIXELS:  # a regular subsample keeps huge float bands fast
+                flat = flat[:: math.ceil(flat.size / SAMPLE_PIXELS)]
             lows[i], highs[i] = np.percentile(flat, percentiles)
     return lows, highs
 
 
-def _affine(tensor: torch.Tensor, low: np.ndarray, high: np.ndarray, clip: bool) -> torch.Tensor:
-    span = high - low
-    scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0)
+def scaling_params(
+    data: np.ndarray, scaling: str = "auto", percentiles: tuple[float, float] = (2.0, 98.0)
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-band (offset, factor, clip): scaled = (x - offset) * factor, then clipped to [0, 1]
+    when ``clip``. Computed on the full-resolution bands (NaN/Inf replaced first)."""
+    if scaling not in SCALINGS:
+        raise ConfigError(f"Scaling '{scaling}' is not known; use one of {', '.join(SCALINGS)}.")
+    if not 0 <= percentiles[0] < percentiles[1] <= 100:
+        raise ConfigError(
+            f"Percentiles {percentiles} must satisfy 0 <= low < high <= 100, e.g. (2, 98)."
+        )
+    count = data.shape[0]
+    if scaling == "auto":
+        if data.dtype == np.uint8:
+            return np.zeros(count), np.full(count, 1 / 255), False
+        scaling = "percentile" if data.dtype.kind in "iu" else "none"
+    if scaling == "none":
+        return np.zeros(count), np.ones(count), False
+    data = fill_nonfinite(data)
+    if scaling == "zscore":
+        low = np.array([band.mean(dtype=np.float64) for band in data])
+        spread = np.array([band.std(dtype=np.float64, ddof=1) if band.size > 1 else 0.0
+                           for band in data])  # fmt: skip
+    else:
+        low, high = band_limits(data, scaling, percentiles)
+        spread = high - low
+    factor = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 0.0)
+    return low, factor, scaling == "percentile"
+
+
+def apply_scaling(
+    tensor: torch.Tensor, params: tuple[np.ndarray, np.ndarray, bool]
+) -> torch.Tensor:
+    """(x - offset) * factor per band, in place on a float tensor, clipped when asked."""
+    offset, factor, clip = params
     view = (-1, 1, 1)
-    tensor.sub_(torch.tensor(low, dtype=torch.float32).view(view))
-    tensor.mul_(torch.tensor(scale, dtype=torch.float32).view(view))
+    tensor.sub_(torch.tensor(offset, dtype=torch.float32).view(view))
+    tensor.mul_(torch.tensor(factor, dtype=torch.float32).view(view))
     return tensor.clamp_(0.0, 1.0) if clip else tensor
+
+
+def _float_tensor(data: np.ndarray) -> torch.Tensor:
+    """A float32 tensor that never shares memory with the caller's array."""
+    data = fill_nonfinite(data)
+    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    if tensor.data_ptr() == data.__array_interface__["data"][0]:
+        tensor = tensor.clone()
+    return tensor
 
 
 def scale_image(
     data: np.ndarray, scaling: str = "auto", percentiles: tuple[float, float] = (2.0, 98.0)
 ) -> torch.Tensor:
     """Per-channel scaling of a (C, H, W) array to a float32 tensor (see the module docstring)."""
-    if scaling not in SCALINGS:
-        raise ConfigError(f"Scaling '{scaling}' is not known; use one of {', '.join(SCALINGS)}.")
-    lo, hi = percentiles
-    if not 0 <= lo < hi <= 100:
-        raise ConfigError(
-            f"Percentiles {percentiles} must satisfy 0 <= low < high <= 100, e.g. (2, 98)."
-        )
-    data = fill_nonfinite(data)
-    if scaling == "auto":
-        if data.dtype == np.uint8:
-            return torch.from_numpy(data.astype(np.float32)).div_(255.0)
-        scaling = "percentile" if data.dtype.kind in "iu" else "none"
-    tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-    if tensor.data_ptr() == _data_ptr(data):
-        tensor = tensor.clone()  # never scale the caller's array in place
-    if scaling == "none":
-        return tensor
-    if scaling == "zscore":
-        mean = tensor.mean(dim=(1, 2), keepdim=True, dtype=torch.float64).float()
-        std = tensor.std(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-        return tensor.sub_(mean).div_(std).mul_((std > 1e-12).float())
-    low, high = band_limits(data, scaling, percentiles)
-    return _affine(tensor, low, high, clip=scaling == "percentile")
-
-
-def _data_ptr(array: np.ndarray) -> int:
-    return array.__array_interface__["data"][0]
+    params = scaling_params(data, scaling, percentiles)
+    return apply_scaling(_float_tensor(data), params)
 
 
 def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tensor:
@@ -226,17 +248,24 @@ def preprocess(
         )
     if scaling == "auto" and data.dtype == np.uint8:
         # torchvision's uint8 tensor path: resize in uint8, then scale (see the docstring)
-        tensor = resize_and_crop(torch.from_numpy(np.ascontiguousarray(data)), data_config)
+        # from_numpy keeps the array's strides: an HWC photo stays channels-last, which
+        # torchvision's resize handles fastest (the same memory layout its own pipeline sees)
+        with warnings.catch_warnings():  # a read-only array (Pillow's) is fine: only read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            source = torch.from_numpy(data)
+        tensor = resize_and_crop(source, data_config)
         tensor = tensor.float().div_(255.0)
     else:
-        # a few bands at a time: every step is per band, so the result is the same, and the float
-        # copy never holds more than ~64 MB beside the decoded image
+        # The per-band statistics come from the full-resolution bands; the scaling itself is
+        # linear, so it runs after the resize on the small tensor (clipping, for "percentile",
+        # too). A few bands at a time keep the float copy under ~64 MB beside the image.
+        params = scaling_params(data, scaling, percentiles)
         step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
         parts = [
-            resize_and_crop(scale_image(data[i : i + step], scaling, percentiles), data_config)
+            resize_and_crop(_float_tensor(data[i : i + step]), data_config)
             for i in range(0, data.shape[0], step)
         ]
-        tensor = parts[0] if len(parts) == 1 else torch.cat(parts)
+        tensor = apply_scaling(parts[0] if len(parts) == 1 else torch.cat(parts), params)
     if scaling != "zscore":
         tensor = F.normalize(tensor, list(data_config.mean), list(data_config.std))
     return tensor.unsqueeze(0).contiguous()
