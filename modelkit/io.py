@@ -241,6 +241,8 @@ def finish(
     notes: list[str],
 ) -> ImageArray:
     """Count non-finite values, take the value range, and build the ImageArray."""
+    if not array.dtype.isnative:  # big-endian NPY: torch and most code want native order
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == bool:
         array = array.astype(np.uint8)
         notes.append("True/False values read as 1/0.")

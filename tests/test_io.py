@@ -414,3 +414,18 @@ def test_sample_assets_read_with_their_metadata():
     np.testing.assert_array_equal(nir.data[0], s2.data[S2_ORDER.index("B8")])
     landsat = read_image((ASSETS / "landsat8_7band.npy").read_bytes(), "landsat8_7band.npy")
     assert landsat.data.shape == (7, 128, 128) and landsat.axes == "CYX"
+
+
+def test_big_endian_npy_becomes_native_order():
+    array = np.arange(3 * 4 * 5, dtype=">u2").reshape(3, 4, 5)
+    img = read_image(npy_bytes(array), "be.npy")
+    assert img.data.dtype.isnative and img.dtype == "uint16"
+    np.testing.assert_array_equal(img.data, array)
+
+
+def test_band_names_from_tifffile_json_description():
+    array = RNG.integers(0, 255, (4, 6, 6), dtype=np.uint8)
+    data = tiff_bytes(array, metadata={"band_names": ["nir", "red", "green", "blue"]})
+    img = read_image(data, "named.tif")
+    assert img.band_names == ["nir", "red", "green", "blue"]
+    np.testing.assert_array_equal(img.data, array)
