@@ -28,7 +28,6 @@ none) before scaling.
 from __future__ import annotations
 
 import io
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,6 +208,8 @@ def read_image(
 
             array, original_shape, axes, band_names, more = read_tiff(data, filename, limits)
         elif kind in ("npy", "npz"):
+            from modelkit.io_numpy import read_npy, read_npz
+
             reader = read_npy if kind == "npy" else read_npz
             array, original_shape, axes, more = reader(data, filename, layout, limits)
             band_names = None
@@ -275,113 +276,6 @@ def finish(
         nan_count=nan_count,
         notes=notes,
     )
-
-
-# ---- NPY / NPZ -------------------------------------------------------------------------------
-
-
-def npy_header(stream: io.BufferedIOBase | io.BytesIO, filename: str) -> tuple[tuple, np.dtype]:
-    """Shape and dtype from an NPY header, without reading the array."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-    except ValueError as exc:
-        if "object" in str(exc).lower() or "pickle" in str(exc).lower():
-            raise fail(
-                filename,
-                "it holds Python objects, which cannot be read safely",
-                "Save a numeric array with numpy.save.",
-            ) from exc
-        raise fail(
-            filename, f"its NPY header is damaged ({exc})", "Save the array again with numpy.save."
-        ) from exc
-    return tuple(int(v) for v in shape), np.dtype(dtype)
-
-
-def to_chw(
-    shape: tuple[int, ...], layout: str, filename: str
-) -> tuple[tuple[int, int, int], str, list[str]]:
-    """How a 2-D or 3-D array maps to (C, H, W): the target shape, source axes, and a note."""
-    if len(shape) == 2:
-        return (1, shape[0], shape[1]), "YX", []
-    if len(shape) != 3:
-        raise fail(
-            filename,
-            f"the array has {len(shape)} dimensions {shape}; 2-D (H, W) or 3-D "
-            "(C, H, W) / (H, W, C) arrays are accepted",
-            "Save a single image, e.g. array[0] for the first of a stack.",
-        )
-    if layout == "auto":
-        layout = "CHW" if shape[0] <= shape[2] else "HWC"
-        channels = shape[0] if layout == "CHW" else shape[2]
-        note = (
-            f"Layout chosen automatically: {layout} ({channels} channels, the smaller of the "
-            "first and last axes); set layout to override."
-        )
-        notes = [note]
-    else:
-        notes = []
-    if layout == "CHW":
-        return (shape[0], shape[1], shape[2]), "CYX", notes
-    return (shape[2], shape[0], shape[1]), "YXC", notes
-
-
-def load_npy_checked(raw: bytes, filename: str, layout: str, limits: ReadLimits):
-    stream = io.BytesIO(raw)
-    shape, dtype = npy_header(stream, filename)
-    check_dtype(dtype, filename)
-    chw, axes, notes = to_chw(shape, layout, filename)
-    check_size(chw, dtype.itemsize, filename, limits)
-    stream.seek(0)
-    array = np.load(stream, allow_pickle=False)
-    if array.ndim == 2:
-        array = array[None]
-    elif axes == "YXC":
-        array = np.moveaxis(array, -1, 0)
-    return array, shape, axes, notes
-
-
-def read_npy(data: bytes, filename: str, layout: str, limits: ReadLimits):
-    return load_npy_checked(data, filename, layout, limits)
-
-
-def read_npz(data: bytes, filename: str, layout: str, limits: ReadLimits):
-    """The first array in an NPZ; every member's header and declared size are checked first."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
-        if not members:
-            raise fail(
-                filename,
-                "the archive holds no .npy arrays",
-                "Save arrays with numpy.savez('file.npz', image=array).",
-            )
-        for member in members:
-            if member.file_size > limits.max_bytes:
-                raise fail(
-                    filename,
-                    f"member '{member.filename}' would take {member.file_size / 2**20:,.0f} MiB",
-                    "Save a smaller array.",
-                )
-            with archive.open(member) as stream:
-                head = io.BytesIO(stream.read(65536 + 16))
-            npy_header(head, f"{filename}:{member.filename}")
-        first = members[0]
-        with archive.open(first) as stream:
-            raw = stream.read(first.file_size + 1)
-    member_name = f"{filename}:{first.filename}"
-    array, shape, axes, notes = load_npy_checked(raw, member_name, layout, limits)
-    name = first.filename[:-4]
-    if len(members) > 1:
-        others = ", ".join(m.filename[:-4] for m in members[1:])
-        notes.insert(
-            0, f"The archive holds {len(members)} arrays; read '{name}' (others: {others})."
-        )
-    else:
-        notes.insert(0, f"Read array '{name}' from the archive.")
-    return array, shape, axes, notes
 
 
 # ---- Pillow formats --------------------------------------------------------------------------
