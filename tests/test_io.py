@@ -429,3 +429,26 @@ def test_band_names_from_tifffile_json_description():
     img = read_image(data, "named.tif")
     assert img.band_names == ["nir", "red", "green", "blue"]
     np.testing.assert_array_equal(img.data, array)
+
+
+SEEDS = {
+    "a.png": pil_bytes(Image.fromarray(rgb(16, 16)), "PNG"),
+    "a.jpg": pil_bytes(Image.fromarray(rgb(16, 16)), "JPEG"),
+    "a.tif": tiff_bytes(RNG.integers(0, 999, (3, 16, 16), dtype=np.uint16), compression="zlib"),
+    "a.npy": npy_bytes(RNG.normal(size=(3, 16, 16))),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(SEEDS)), data=st.data())
+def test_corrupted_bytes_give_an_image_or_image_read_error(name, data):
+    raw = bytearray(SEEDS[name])
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(raw)))
+    try:
+        img = read_image(bytes(raw[:cut]), name)
+    except ImageReadError as error:
+        assert name in str(error)
+    else:
+        assert img.data.ndim == 3 and img.data.size > 0
