@@ -1,0 +1,250 @@
+"""What the app shows in words and tables, and how it reads its form: no gradio here.
+
+Public API::
+
+    search_models(query="", pretrained_only=False, on_disk=False, family="", sort="name")
+        -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download")
+    search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
+    model_card(info) -> str                            # markdown from factory.model_info
+    image_summary(image) -> str                        # markdown: format, shape, dtype, notes
+    parse_indices(value, what, count=None) -> tuple[int, ...] | None
+    Setup(...)                                         # every setting of one run, validated
+    prediction_note(result_head_is_random, num_classes, adaptations) -> str
+    level_summary(level: dict, shape) -> str
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from modelkit.errors import ConfigError
+from modelkit.factory import model_info
+from modelkit.io import ImageArray
+from modelkit.registry import list_models
+
+SEARCH_HEADERS = ["model", "family", "params (M)", "top-1 %", "weights"]
+SORTS = {"name": "name", "accuracy": "acc1", "size": "params_m"}
+WILDCARDS = set("*?[")
+
+
+def _terms(query: str) -> list[str]:
+    """Plain words become '*word*'; words with shell wildcards are used as they are."""
+    terms = [t for t in re.split(r"[\s,]+", (query or "").strip().lower()) if t]
+    return [t if WILDCARDS & set(t) else f"*{t}*" for t in terms]
+
+
+def search_models(
+    query: str = "",
+    pretrained_only: bool = False,
+    on_disk: bool = False,
+    family: str | None = "",
+    sort: str = "name",
+) -> list[dict]:
+    """Models whose names match every search term (and the filters), sorted by ``sort``."""
+    if sort not in SORTS:
+        raise ConfigError(f"Sort by {sort!r} is not known; use one of {', '.join(SORTS)}.")
+    terms = _terms(query)
+    names = list_models(pretrained=pretrained_only, family=family or None)
+    names = [n for n in names if all(fnmatch.fnmatchcase(n.lower(), t) for t in terms)]
+    rows = []
+    for name in names:
+        info = model_info(name)
+        if on_disk and not info["weights_on_disk"]:
+            continue
+        rows.append({
+            "name": name,
+            "family": info["family"],
+            "params_m": round(info["params"] / 1e6, 2),
+            "acc1": info["acc@1"],
+            "weights": _weights_word(info),
+        })  # fmt: skip
+    key = SORTS[sort]
+    if key == "name":
+        return rows
+    # accuracy: best first, unknown last; size: smallest first
+    if key == "acc1":
+        return sorted(rows, key=lambda r: (r["acc1"] is None, -(r["acc1"] or 0), r["name"]))
+    return sorted(rows, key=lambda r: (r["params_m"], r["name"]))
+
+
+def _weights_word(info: dict) -> str:
+    if info["weights_on_disk"]:
+        return "on this machine"
+    return "download" if info["tags"] else "none"
+
+
+def search_rows(models: Sequence[dict]) -> list[list]:
+    return [[m["name"], m["family"], m["params_m"], m["acc1"] or "", m["weights"]] for m in models]
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.3g}" for v in values)
+
+
+def model_card(info: dict) -> str:
+    """A markdown card: what the model is, what it eats, where its weights are, its levels."""
+    acc = "n/a" if info.get("acc@1") is None else f"{info['acc@1']:.1f} %"
+    gflops = "n/a" if info.get("gflops") is None else f"{info['gflops']:.2f}"
+    size = "" if not info.get("file_size_mb") else f" ({info['file_size_mb']:.0f} MB)"
+    if info["weights_on_disk"]:
+        weights = "on this machine"
+    elif info["tags"]:
+        weights = f"not here: downloaded on first use{size}"
+    else:
+        weights = "none (random initialisation only)"
+    tags = ", ".join(
+        f"`{t}`" + (" (default)" if t == info["default_tag"] else "") for t in info["tags"]
+    )
+    c, h, w = info["input_size"]
+    lines = [
+        f"### {info['name']}",
+        f"**Family** {info['family']} · **Parameters** {info['params'] / 1e6:.2f} M · "
+        f"**GFLOPs** {gflops} · **ImageNet top-1** {acc}",
+        "",
+        f"**Input** {c} × {h} × {w}, {info.get('interpolation', '')} · "
+        f"**mean** ({_fmt(info['mean'])}) · **std** ({_fmt(info['std'])})",
+        "",
+        f"**Pretrained tags** {tags or 'none'} · **Weights** {weights}",
+        "",
+        f"**Licence** {info.get('license') or 'not stated'}",
+        "",
+        "| level | module | channels | stride |",
+        "|---:|---|---:|---:|",
+    ]
+    lines += [
+        f"| {lvl['index']} | `{lvl['module']}` | {lvl['channels']} | {lvl['reduction']} |"
+        for lvl in info["feature_levels"]
+    ]
+    return "\n".join(lines)
+
+
+def image_summary(image: ImageArray) -> str:
+    """Markdown: what the reader found (format, layout, dtype, range, bands) and noticed."""
+    low, high = image.value_range
+    lines = [
+        f"**{image.filename}** · {image.format.upper()} · {image.num_channels} channel"
+        f"{'s' * (image.num_channels != 1)} × {image.height} × {image.width} · {image.dtype} · "
+        f"values {low:.4g} to {high:.4g}",
+        f"Stored as {tuple(image.original_shape)} ({image.axes}); "
+        "read as channels × height × width.",
+    ]
+    if image.band_names:
+        lines.append("Bands: " + ", ".join(f"{i} {n}" for i, n in enumerate(image.band_names)))
+    if image.nan_count:
+        lines.append(
+            f"{image.nan_count} NaN values: they are replaced by each band's minimum before use."
+        )
+    lines += [f"- {note}" for note in image.notes]
+    return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
+
+
+def parse_indices(value, what: str, count: int | None = None) -> tuple[int, ...] | None:
+    """'3, 2, 1' / [3, 2, 1] / ['3: B4', ...] -> (3, 2, 1); empty -> None. Checked against count."""
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+        return None
+    items = re.split(r"[\s,]+", value.strip()) if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        text = str(item).split(":", 1)[0].strip()
+        if not re.fullmatch(r"-?\d+", text):
+            raise ConfigError(
+                f"{what}: {item!r} is not a number. Give whole numbers separated by commas, "
+                "e.g. 3, 2, 1."
+            )
+        index = int(text)
+        if count is not None and not -count <= index < count:
+            raise ConfigError(
+                f"{what}: {index} is out of range; there are {count} to choose from "
+                f"(0 to {count - 1})."
+            )
+        out.append(index % count if count is not None else index)
+    return tuple(out)
+
+
+def _optional_int(value, what: str, low: int, high: int) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer() or not low <= number <= high:
+        raise ConfigError(f"{what} must be a whole number from {low} to {high}; got {value!r}.")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Every setting of one run, as the form gives it, checked and normalised."""
+
+    model: str = "efficientnet_lite0"
+    pretrained: bool = True
+    tag: str = ""
+    in_chans: int | None = None
+    channels: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    out_indices: tuple[int, ...] | None = None
+    top_k: int = 5
+    scaling: str = "auto"
+    device: str = "auto"
+    precision: str = "fp32"
+
+    @classmethod
+    def from_form(cls, **form) -> Setup:
+        """Build from raw form values (strings, floats, lists); raises ConfigError on nonsense."""
+        return cls(
+            model=str(form.get("model") or "").strip() or cls.model,
+            pretrained=bool(form.get("pretrained", True)),
+            tag=str(form.get("tag") or "").strip(),
+            in_chans=_optional_int(form.get("in_chans"), "in_chans", 1, 512),
+            channels=parse_indices(form.get("channels"), "Image channels", form.get("n_bands")),
+            num_classes=_optional_int(form.get("num_classes"), "num_classes", 0, 100_000),
+            out_indices=parse_indices(form.get("out_indices"), "Feature levels"),
+            top_k=_optional_int(form.get("top_k"), "top-k", 1, 1000) or 5,
+            scaling=str(form.get("scaling") or "auto"),
+            device=str(form.get("device") or "auto"),
+            precision=str(form.get("precision") or "fp32"),
+        )
+
+    @property
+    def name(self) -> str:
+        """``arch.tag`` when a tag is chosen and weights are wanted, else the bare name."""
+        return f"{self.model}.{self.tag}" if self.pretrained and self.tag else self.model
+
+    def create_kwargs(self) -> dict:
+        """The create_model keyword arguments that differ from the defaults."""
+        kwargs = {"pretrained": self.pretrained}
+        if self.in_chans is not None:
+            kwargs["in_chans"] = self.in_chans
+        if self.num_classes is not None:
+            kwargs["num_classes"] = self.num_classes
+        return kwargs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prediction_note(head_is_random: bool, num_classes: int, adaptations: Sequence[str]) -> str:
+    """Markdown under the bar chart: whether the classes mean anything, and what was adapted."""
+    lines = []
+    if head_is_random:
+        lines.append(
+            f"**The classifier head is new** ({num_classes} classes, random weights): the classes "
+            "have no names and the scores mean nothing until the model is trained. The feature "
+            "maps still show what the pretrained layers see."
+        )
+    if adaptations:
+        lines.append("**What was adapted**\n\n" + "\n".join(f"- {a}" for a in adaptations))
+    return "\n\n".join(lines)
+
+
+def level_summary(level: dict, shape: Sequence[int]) -> str:
+    """One line: the level, its module, its shape and stride."""
+    c, h, w = shape[-3:]
+    return (
+        f"**Level {level['index']}** · `{level['module']}` · {c} channels × {h} × {w} · "
+        f"stride {level['reduction']}"
+    )

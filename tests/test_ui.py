@@ -1,0 +1,201 @@
+"""ui (search, cards, form parsing), snippet (runs and reproduces) and exports (round trips)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+
+from modelkit import ConfigError, model_info
+from modelkit.exports import (
+    ExportDir,
+    features_npz,
+    predictions_csv,
+    predictions_json,
+    weights_safetensors,
+)
+from modelkit.io import read_image
+from modelkit.snippet import make_snippet
+from modelkit.ui import (
+    Setup,
+    image_summary,
+    level_summary,
+    model_card,
+    parse_indices,
+    prediction_note,
+    search_models,
+    search_rows,
+)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def names(rows):
+    return [r["name"] for r in rows]
+
+
+def test_search_plain_words_wildcards_and_filters():
+    assert names(search_models("lite")) == [
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ]
+    # two plain words must both appear; case does not matter
+    assert names(search_models("Mobilenet LARGE")) == ["mobilenet_v3_large"]
+    assert names(search_models("resnet1*")) == ["resnet101", "resnet152", "resnet18"]
+    assert names(search_models("", on_disk=True)) == names(search_models("lite"))
+    assert set(names(search_models(family="vgg"))) == {
+        f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")
+    }
+    assert search_models("no-such-model") == []
+
+
+def test_search_sorting_and_rows():
+    by_acc = search_models("resnet", sort="accuracy")
+    accs = [r["acc1"] for r in by_acc]
+    assert accs == sorted(accs, reverse=True) and len(accs) >= 5
+    by_size = search_models("efficientnet_lite", sort="size")
+    assert [r["params_m"] for r in by_size] == sorted(r["params_m"] for r in by_size)
+    lite0 = search_models("lite0")[0]
+    assert lite0["params_m"] == pytest.approx(4.65, abs=0.01)
+    assert lite0["acc1"] == pytest.approx(75.1)
+    assert search_rows([lite0]) == [
+        ["efficientnet_lite0", "efficientnet_lite", 4.65, 75.1, "on this machine"]
+    ]
+    with pytest.raises(ConfigError, match="Sort by"):
+        search_models(sort="colour")
+
+
+def test_model_card_lists_facts_and_levels():
+    card = model_card(model_info("efficientnet_lite0"))
+    assert "### efficientnet_lite0" in card
+    assert "4.65 M" in card and "75.1 %" in card and "Apache-2.0" in card
+    assert "3 × 224 × 224" in card and "(0.5, 0.5, 0.5)" in card
+    assert "on this machine" in card
+    assert "| 4 | `act2` | 1280 | 32 |" in card
+    resnet = model_card(model_info("resnet50"))
+    assert "downloaded on first use (98 MB)" in resnet
+    assert "`imagenet1k_v2` (default)" in resnet
+
+
+def test_image_summary_of_the_sentinel_tiff():
+    name = "sentinel2_13band.tif"
+    image = read_image((ASSETS / name).read_bytes(), name)
+    text = image_summary(image)
+    assert "13 channels × 256 × 256" in text and "uint16" in text and "TIFF" in text
+    assert "8 B8A" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "count", "expected"),
+    [
+        ("3, 2, 1", 13, (3, 2, 1)),
+        ("3 2,1", None, (3, 2, 1)),
+        (["3: B4", "2: B3"], 13, (3, 2)),
+        ([0, 4], None, (0, 4)),
+        ("-1", 13, (12,)),
+        ("", 13, None),
+        ([], None, None),
+        (None, 3, None),
+    ],
+)
+def test_parse_indices(value, count, expected):
+    assert parse_indices(value, "Image channels", count) == expected
+
+
+def test_parse_indices_errors_say_what_to_do():
+    with pytest.raises(ConfigError, match="'x' is not a number"):
+        parse_indices("1, x", "Image channels")
+    with pytest.raises(ConfigError, match="13 is out of range; there are 13"):
+        parse_indices("13", "Image channels", 13)
+
+
+def test_setup_from_form():
+    setup = Setup.from_form(
+        model=" resnet18 ",
+        pretrained=True,
+        tag="imagenet1k_v1",
+        in_chans=13.0,
+        channels=[],
+        num_classes="",
+        out_indices=["1", "3"],
+        top_k=3.0,
+    )
+    assert setup.name == "resnet18.imagenet1k_v1"
+    assert setup.in_chans == 13 and setup.channels is None and setup.num_classes is None
+    assert setup.out_indices == (1, 3) and setup.top_k == 3
+    assert setup.create_kwargs() == {"pretrained": True, "in_chans": 13}
+    assert Setup.from_form(model="resnet18", pretrained=False, tag="x").name == "resnet18"
+    with pytest.raises(ConfigError, match="in_chans must be a whole number from 1 to 512"):
+        Setup.from_form(in_chans=2.5)
+    with pytest.raises(ConfigError, match="num_classes"):
+        Setup.from_form(num_classes=-1)
+
+
+def test_notes():
+    note = prediction_note(True, 10, ["conv: 3 -> 13 channels"])
+    assert "head is new" in note and "10 classes" in note and "- conv: 3 -> 13" in note
+    assert prediction_note(False, 1000, []) == ""
+    level = {"index": 2, "module": "blocks.2", "reduction": 8}
+    assert level_summary(level, (1, 40, 28, 28)) == (
+        "**Level 2** · `blocks.2` · 40 channels × 28 × 28 · stride 8"
+    )
+
+
+def test_snippet_runs_and_reproduces_the_prediction(capsys):
+    setup = Setup(model="efficientnet_lite0", out_indices=(1, 4), top_k=3)
+    code = make_snippet(setup, "chelsea.png")
+    compile(code, "snippet", "exec")
+    code = code.replace("path = 'chelsea.png'", f"path = {str(ASSETS / 'chelsea.png')!r}")
+    exec(code, {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("tiger cat: ")
+    assert [line.split(":")[0] for line in lines[:3]] == ["tiger cat", "Egyptian cat", "tabby"]
+    assert lines[3] == "level 1 blocks.1 (1, 24, 56, 56)"
+    assert lines[4] == "level 4 act2 (1, 1280, 7, 7)"
+
+
+def test_snippet_quotes_every_value():
+    setup = Setup(model="resnet18", in_chans=13, channels=(3, 2), num_classes=5, pretrained=False)
+    code = make_snippet(setup, "x'); import os; os.system('echo hacked')#.tif")
+    compile(code, "snippet", "exec")
+    assert "path = \"x'); import os; os.system('echo hacked')#.tif\"" in code
+    assert "create_model('resnet18', pretrained=False, in_chans=13, num_classes=5)" in code
+    assert "channels=[3, 2]" in code
+
+
+def test_exports_round_trip(tmp_path):
+    rows = [
+        {"rank": 1, "label": "tiger cat", "index": 282, "probability": 0.5},
+        {"rank": 2, "label": 'say "hi", ok', "index": 3, "probability": 0.25},
+    ]
+    parsed = list(csv.DictReader(io.StringIO(predictions_csv(rows))))
+    assert parsed[1]["label"] == 'say "hi", ok' and parsed[0]["index"] == "282"
+    doc = json.loads(predictions_json(rows, {"model": "m"}, {"logits": np.arange(3.0)}))
+    assert doc["setup"] == {"model": "m"} and doc["logits"] == [0.0, 1.0, 2.0]
+    maps = {"level_1": np.random.default_rng(0).normal(size=(4, 5, 5)).astype(np.float16)}
+    loaded = np.load(io.BytesIO(features_npz(maps)), allow_pickle=False)
+    np.testing.assert_array_equal(loaded["level_1"], maps["level_1"])
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+    model[1].weight = model[0].weight  # tied: one storage, two keys
+    tensors = load_safetensors(weights_safetensors(model, {"in_chans": 13}))
+    assert set(tensors) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    torch.testing.assert_close(tensors["1.weight"], model[0].weight.detach())
+
+    exports = ExportDir(tmp_path, max_age_s=3600)
+    path = exports.write("predictions.csv", "a,b\n")
+    assert path.read_text() == "a,b\n" and path.parent.parent == tmp_path
+    with pytest.raises(ValueError):
+        exports.write("../evil.csv", "x")
+    old = exports.write("old.json", "{}")
+    os.utime(old, (0, 0))
+    exports.write("new.json", "[]")
+    assert not old.exists() and path.exists()
