@@ -46,7 +46,7 @@ from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.io import ImageArray
 
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
 SAMPLE_PIXELS = 1_000_000  # percentiles of larger bands come from a regular grid of this many
 SCALINGS = ("auto", "minmax", "percentile", "zscore", "none")
 _INTERPOLATIONS = {
@@ -258,7 +258,7 @@ def preprocess(
     else:
         # The per-band statistics come from the full-resolution bands; the scaling itself is
         # linear, so it runs after the resize on the small tensor (clipping, for "percentile",
-        # too). A few bands at a time keep the float copy under ~64 MB beside the image.
+        # too). A few bands at a time keep the float copy under ~16 MB beside the image.
         params = scaling_params(data, scaling, percentiles)
         step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
         parts = [
