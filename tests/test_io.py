@@ -452,3 +452,15 @@ def test_corrupted_bytes_give_an_image_or_image_read_error(name, data):
         assert name in str(error)
     else:
         assert img.data.ndim == 3 and img.data.size > 0
+
+
+def test_animated_gif_reads_first_frame_as_rgb():
+    frames = [Image.fromarray(np.full((8, 10, 3), v, np.uint8)).quantize(colors=4)
+              for v in (40, 200)]  # fmt: skip
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    img = read_image(buffer.getvalue(), "anim.gif")
+    assert img.format == "gif" and img.data.shape == (3, 8, 10)
+    expected = np.asarray(frames[0].convert("RGB"))
+    np.testing.assert_array_equal(img.data, np.moveaxis(expected, -1, 0))
+    assert any("2 frames" in n for n in img.notes)
