@@ -74,17 +74,29 @@ def test_single_flight_builds_once():
 
 
 def test_different_keys_build_in_parallel():
-    builder = CountingBuilder(delay=0.5)
+    # each build waits until all four builds are inside the builder at once: with a lock held
+    # while building, the barrier would break (BrokenBarrierError) instead of opening
+    inside = threading.Barrier(4, timeout=10)
+
+    def builder(name, **kwargs):
+        inside.wait()
+        return nn.Linear(2, 2)
+
     cache = ModelCache(builder=builder, max_bytes=10**6, max_models=8)
-    start = time.perf_counter()
-    threads = [threading.Thread(target=cache.get, args=(ModelKey(f"lin{n}"),)) for n in (2, 3, 4, 5)]
+    errors = []
+
+    def ask(n):
+        try:
+            cache.get(ModelKey(f"lin{n}"))
+        except threading.BrokenBarrierError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in (2, 3, 4, 5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    # four 0.5 s builds under one global lock would take >= 2 s; in parallel they overlap
-    assert time.perf_counter() - start < 1.5
-    assert len(builder.calls) == 4 and len(cache) == 4
+    assert errors == [] and len(cache) == 4
 
 
 def test_failed_build_reaches_every_waiter_and_is_not_cached():
