@@ -1,0 +1,373 @@
+"""Predictions and feature maps from cached models, with results cached on disk.
+
+Public signatures (the app codes against these)::
+
+    predict(image, model, *, pretrained=False, num_classes=None, in_chans=None,
+            in_chans_init="repeat", rgb_channels=None, global_pool=None, channels=None,
+            scaling="auto", device="auto", precision="fp32", top_k=5, image_bytes=None,
+            use_result_cache=True, model_cache=None, result_cache=None)
+        -> Prediction                  for one image
+        -> list[Prediction]            for a batch (a list/tuple of images, or an (N, C, H, W)
+                                       tensor/array with N > 1); one forward pass for all
+
+    features(image, model, *, out_indices=None, <the same keyword arguments, no top_k>)
+        -> Features                    level arrays are (C, H, W) for one image, (N, C, H, W)
+                                       for a batch
+
+``image`` is an ``io.ImageArray`` or a (C, H, W) numpy array (both go through
+``preprocess.preprocess`` with the model's data config, ``channels`` and ``scaling``), or a
+ready, normalised torch tensor (C, H, W) or (N, C, H, W) (used as is). ``image_bytes`` (the
+uploaded file) is hashed for the result cache instead of the decoded pixels when given.
+
+``Prediction``: model, labels, probabilities, indices (top-k, best first), logits (np.float32,
+num_classes), head_is_random, adaptations, model_cache_hit, result_cache_hit, timings.
+``Features``: model, levels (list of dicts: index, module, channels, reduction, array
+np.float32, channel_mean np.float32 (C,), channel_rank np.int64 (C,) most active first),
+adaptations, model_cache_hit, result_cache_hit, timings.
+``Timings``: load_ms, preprocess_ms, forward_ms, total_ms.
+
+Feature maps are rounded through float16 (the form the result cache keeps them in), so a
+cache hit returns exactly what a fresh run does. One built classifier serves both calls
+(``forward_intermediates``), so asking for predictions then features loads the weights once.
+A CUDA out-of-memory error empties the model cache and retries once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from modelkit.device import (
+    autocast,
+    configure_cpu_threads,
+    is_oom,
+    prepare_input,
+    resolve_device,
+    resolve_precision,
+)
+from modelkit.errors import ConfigError, DeviceError
+from modelkit.io import ImageArray
+from modelkit.model_cache import ModelCache, ModelKey
+from modelkit.result_cache import ResultCache, hash_data, result_key
+
+__all__ = ["Features", "Prediction", "Timings", "features", "predict"]
+
+
+@dataclass
+class Timings:
+    load_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    forward_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class Prediction:
+    model: str
+    labels: list[str]
+    probabilities: list[float]
+    indices: list[int]
+    logits: np.ndarray
+    head_is_random: bool
+    adaptations: list[str]
+    model_cache_hit: bool = False
+    result_cache_hit: bool = False
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class Features:
+    model: str
+    levels: list[dict]
+    adaptations: list[str]
+    model_cache_hit: bool = False
+    result_cache_hit: bool = False
+    timings: Timings = field(default_factory=Timings)
+
+
+# --- default caches, made on first use --------------------------------------------------------
+_defaults_lock = threading.Lock()
+_defaults: dict[str, object] = {}
+
+
+def default_model_cache() -> ModelCache:
+    with _defaults_lock:
+        if "models" not in _defaults:
+            _defaults["models"] = ModelCache()
+        return _defaults["models"]
+
+
+def default_result_cache() -> ResultCache:
+    with _defaults_lock:
+        if "results" not in _defaults:
+            _defaults["results"] = ResultCache()
+        return _defaults["results"]
+
+
+# --- inputs -----------------------------------------------------------------------------------
+def _as_list(image) -> tuple[list, bool]:
+    """(items, is_batch): a list/tuple or an N > 1 4-D tensor/array is a batch."""
+    if isinstance(image, list | tuple):
+        if not image:
+            raise ConfigError("An empty list of images was given; give at least one image.")
+        return list(image), True
+    if isinstance(image, torch.Tensor | np.ndarray) and image.ndim == 4:
+        return list(image), image.shape[0] > 1
+    if isinstance(image, ImageArray | torch.Tensor | np.ndarray):
+        return [image], False
+    raise ConfigError(
+        f"Cannot use a {type(image).__name__} as an image; give an image read by "
+        "modelkit.io.read_image, a (C, H, W) array, or a (N, C, H, W) tensor."
+    )
+
+
+def _input_hash(items: list, image_bytes) -> str:
+    if image_bytes is not None:
+        parts = image_bytes if isinstance(image_bytes, list | tuple) else [image_bytes]
+        return hash_data(b"".join(hash_data(bytes(p)).encode() for p in parts))
+    digests = []
+    for item in items:
+        data = item.data if isinstance(item, ImageArray) else item
+        kind = "tensor" if isinstance(item, torch.Tensor) else "pixels"
+        digests.append(f"{kind}:{hash_data(data)}")
+    return hash_data("|".join(digests).encode())
+
+
+def _to_batch(items: list, model, channels, scaling) -> torch.Tensor:
+    from modelkit.preprocess import preprocess
+
+    tensors = []
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            t = item.detach().float()
+            tensors.append(t.unsqueeze(0) if t.ndim == 3 else t)
+        else:
+            tensors.append(preprocess(item, model.data_config, channels=channels, scaling=scaling))
+    shapes = {tuple(t.shape[1:]) for t in tensors}
+    if len(shapes) > 1:
+        raise ConfigError(f"The images of a batch have different sizes {sorted(shapes)}.")
+    return torch.cat(tensors)
+
+
+# --- the shared run ---------------------------------------------------------------------------
+@dataclass
+class _Run:
+    key: ModelKey
+    items: list
+    is_batch: bool
+    cache_key: str | None
+    started: float
+    timings: Timings = field(default_factory=Timings)
+    model_cache_hit: bool = False
+
+
+def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> _Run:
+    started = time.perf_counter()
+    configure_cpu_threads()
+    dev = resolve_device(kw["device"])
+    resolve_precision(kw["precision"], dev)  # refuse impossible precisions before any work
+    key = ModelKey(
+        name=model,
+        pretrained=bool(kw["pretrained"]),
+        num_classes=kw["num_classes"],
+        in_chans=kw["in_chans"],
+        in_chans_init=kw["in_chans_init"],
+        rgb_channels=tuple(kw["rgb_channels"]) if kw["rgb_channels"] else None,
+        global_pool=kw["global_pool"],
+        device=str(dev),
+        precision=str(kw["precision"] or "fp32").lower(),
+    )
+    items, is_batch = _as_list(image)
+    cache_key = None
+    if use_result_cache and result_cache is not None:
+        settings = key.to_dict() | extra | {"channels": kw["channels"], "scaling": kw["scaling"]}
+        cache_key = result_key(kind, _input_hash(items, image_bytes), settings)
+    return _Run(key, items, is_batch, cache_key, started)
+
+
+def _forward(run: _Run, cache: ModelCache, kw, fn):
+    """Load (cached), preprocess and run ``fn(model, x)``; a CUDA OOM clears the cache, retries."""
+    for attempt in (0, 1):
+        t0 = time.perf_counter()
+        model, run.model_cache_hit = cache.get(run.key)
+        t1 = time.perf_counter()
+        x = _to_batch(run.items, model, kw["channels"], kw["scaling"])
+        t2 = time.perf_counter()
+        dev = torch.device(run.key.device)
+        try:
+            with torch.inference_mode(), autocast(dev, resolve_precision(run.key.precision, dev)):
+                out = fn(model, prepare_input(x, dev))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        except Exception as error:
+            if not is_oom(error):
+                raise
+            del model, x
+            cache.clear()
+            if attempt:
+                raise DeviceError(
+                    f"The {dev.type.upper()} device ran out of memory running '{run.key.name}', "
+                    "even after unloading every other model. Try fewer images at once, "
+                    "precision='fp16', a smaller model, or device='cpu'."
+                ) from None
+            continue
+        t3 = time.perf_counter()
+        run.timings.load_ms += (t1 - t0) * 1e3
+        run.timings.preprocess_ms += (t2 - t1) * 1e3
+        run.timings.forward_ms += (t3 - t2) * 1e3
+        return model, out
+    raise AssertionError("unreachable")
+
+
+def _finish(run: _Run) -> Timings:
+    run.timings.total_ms = (time.perf_counter() - run.started) * 1e3
+    return run.timings
+
+
+def _kw(**kw) -> dict:
+    return kw
+
+
+def _common(
+    pretrained=False, num_classes=None, in_chans=None, in_chans_init="repeat", rgb_channels=None,
+    global_pool=None, channels=None, scaling="auto", device="auto", precision="fp32",
+) -> dict:  # fmt: skip
+    return _kw(
+        pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
+        in_chans_init=in_chans_init, rgb_channels=rgb_channels, global_pool=global_pool,
+        channels=tuple(channels) if channels is not None else None, scaling=scaling,
+        device=device, precision=precision,
+    )  # fmt: skip
+
+
+# --- predict ----------------------------------------------------------------------------------
+def _top(logits: np.ndarray, categories, top_k: int) -> tuple[list[str], list[float], list[int]]:
+    z = torch.from_numpy(logits).double()
+    probs = torch.softmax(z, dim=-1)
+    k = min(int(top_k), logits.shape[-1])
+    values, indices = probs.topk(k)
+    idx = [int(i) for i in indices]
+    labels = [categories[i] if categories else f"class {i}" for i in idx]
+    return labels, [float(v) for v in values], idx
+
+
+def predict(
+    image,
+    model: str,
+    *,
+    top_k: int = 5,
+    image_bytes: bytes | Sequence[bytes] | None = None,
+    use_result_cache: bool = True,
+    model_cache: ModelCache | None = None,
+    result_cache: ResultCache | None = None,
+    **settings,
+) -> Prediction | list[Prediction]:
+    """Top-k labels and probabilities, logits and reports for one image or a batch."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} must be a whole number of at least 1, e.g. 5.")
+    kw = _common(**settings)
+    cache = model_cache or default_model_cache()
+    results = result_cache or (default_result_cache() if use_result_cache else None)
+    run = _start("predict", image, model, kw, {"top_k": top_k}, image_bytes,
+                 use_result_cache, results)  # fmt: skip
+    stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None:
+        meta, arrays = stored
+        logits, cats = arrays["logits"], meta["categories"]
+        adaptations, model_hit = meta["adaptations"], False
+    else:
+        net, logits = _forward(run, cache, kw, lambda m, x: _logits(m, x))
+        logits = logits.float().cpu().numpy()
+        cats = list(net.categories) if getattr(net, "categories", None) else None
+        adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
+        if run.cache_key:
+            results.set(run.cache_key, {"categories": cats, "adaptations": adaptations},
+                        {"logits": logits})  # fmt: skip
+    timings = _finish(run)
+    out = []
+    for row in logits:
+        labels, probs, idx = _top(row, cats, top_k)
+        out.append(Prediction(
+            model=model, labels=labels, probabilities=probs, indices=idx, logits=row,
+            head_is_random=cats is None, adaptations=adaptations, model_cache_hit=model_hit,
+            result_cache_hit=stored is not None, timings=timings,
+        ))  # fmt: skip
+    return out if run.is_batch else out[0]
+
+
+def _logits(model, x: torch.Tensor) -> torch.Tensor:
+    if getattr(model, "num_classes", 1) == 0:
+        raise ConfigError(
+            "This model was created with num_classes=0, so it has no classifier to predict "
+            "with; leave num_classes empty (or above 0), or look at its feature maps instead."
+        )
+    return model(x)
+
+
+# --- features ---------------------------------------------------------------------------------
+def _level(info: dict, array: np.ndarray, is_batch: bool) -> dict:
+    axes = (0, 2, 3) if array.ndim == 4 else (1, 2)
+    mean = array.mean(axis=axes, dtype=np.float64).astype(np.float32)
+    return {
+        "index": int(info["index"]),
+        "module": info["module"],
+        "channels": int(info["channels"]),
+        "reduction": int(info["reduction"]),
+        "array": array if is_batch else array[0],
+        "channel_mean": mean,
+        "channel_rank": np.argsort(-mean, kind="stable").astype(np.int64),
+    }
+
+
+def features(
+    image,
+    model: str,
+    *,
+    out_indices: Sequence[int] | int | None = None,
+    image_bytes: bytes | Sequence[bytes] | None = None,
+    use_result_cache: bool = True,
+    model_cache: ModelCache | None = None,
+    result_cache: ResultCache | None = None,
+    **settings,
+) -> Features:
+    """Feature maps of the requested levels (all when ``out_indices`` is None), with stats."""
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = [out_indices]
+    wanted = list(out_indices) if isinstance(out_indices, list | tuple) else out_indices
+    kw = _common(**settings)
+    cache = model_cache or default_model_cache()
+    results = result_cache or (default_result_cache() if use_result_cache else None)
+    run = _start("features", image, model, kw, {"out_indices": wanted}, image_bytes,
+                 use_result_cache, results)  # fmt: skip
+    stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None:
+        meta, arrays = stored
+        infos, adaptations, model_hit = meta["levels"], meta["adaptations"], False
+        maps = [arrays[f"level_{info['index']}"] for info in infos]
+    else:
+        from modelkit.features import resolve_out_indices
+
+        def run_levels(m, x):
+            return m.forward_intermediates(x, wanted)
+
+        net, outs = _forward(run, cache, kw, run_levels)
+        all_levels = net.feature_info.get_dicts()
+        picked = resolve_out_indices(wanted, len(all_levels))
+        infos = [{k: all_levels[i][k] for k in ("index", "module", "channels", "reduction")}
+                 for i in picked]  # fmt: skip
+        maps = [o.float().cpu().numpy().astype(np.float16) for o in outs]
+        adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
+        if run.cache_key:
+            arrays = {f"level_{info['index']}": a for info, a in zip(infos, maps, strict=True)}
+            results.set(run.cache_key, {"levels": infos, "adaptations": adaptations}, arrays)
+    levels = [_level(info, a.astype(np.float32), run.is_batch)
+              for info, a in zip(infos, maps, strict=True)]  # fmt: skip
+    return Features(
+        model=model, levels=levels, adaptations=adaptations, model_cache_hit=model_hit,
+        result_cache_hit=stored is not None, timings=_finish(run),
+    )  # fmt: skip
