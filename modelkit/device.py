@@ -103,7 +103,9 @@ def cpu_thread_count() -> int:
     env = os.environ.get("MODELKIT_CPU_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, min(os.cpu_count() or 1, MAX_CPU_THREADS))
+    # the cores this process may run on (a container's CPU set), not all the host's cores
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(usable or 1, MAX_CPU_THREADS))
 
 
 def configure_cpu_threads() -> int:

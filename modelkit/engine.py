@@ -229,20 +229,24 @@ def _finish(run: _Run) -> Timings:
     return run.timings
 
 
-def _kw(**kw) -> dict:
+SETTINGS = {
+    "pretrained": False, "num_classes": None, "in_chans": None, "in_chans_init": "repeat",
+    "rgb_channels": None, "global_pool": None, "channels": None, "scaling": "auto",
+    "device": "auto", "precision": "fp32",
+}  # fmt: skip
+
+
+def _common(**settings) -> dict:
+    """The model and preprocessing settings with their defaults; unknown names are refused."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}."
+        )
+    kw = SETTINGS | settings
+    if kw["channels"] is not None:
+        kw["channels"] = tuple(int(c) for c in kw["channels"])
     return kw
-
-
-def _common(
-    pretrained=False, num_classes=None, in_chans=None, in_chans_init="repeat", rgb_channels=None,
-    global_pool=None, channels=None, scaling="auto", device="auto", precision="fp32",
-) -> dict:  # fmt: skip
-    return _kw(
-        pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
-        in_chans_init=in_chans_init, rgb_channels=rgb_channels, global_pool=global_pool,
-        channels=tuple(channels) if channels is not None else None, scaling=scaling,
-        device=device, precision=precision,
-    )  # fmt: skip
 
 
 # --- predict ----------------------------------------------------------------------------------

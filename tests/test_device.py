@@ -67,6 +67,7 @@ def test_cpu_threads(monkeypatch):
     assert dev.cpu_thread_count() == 3
     monkeypatch.delenv("MODELKIT_CPU_THREADS")
     monkeypatch.setattr(dev.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(dev.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert dev.cpu_thread_count() == dev.MAX_CPU_THREADS
     assert dev.configure_cpu_threads() == torch.get_num_threads() >= 1
 

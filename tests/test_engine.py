@@ -202,3 +202,8 @@ def test_out_of_memory_clears_cache_and_retries_once(fail, tmp_path):
         with pytest.raises(DeviceError, match="ran out of memory"):
             engine.predict(small(), "oom", **kwargs)
         assert counter["forwards"] == 2 and len(cache) == 0
+
+
+def test_unknown_setting_is_a_config_error(caches):
+    with pytest.raises(ConfigError, match="in_chan\\b.*settings are"):
+        engine.predict(small(), "resnet18", in_chan=4, **caches)
