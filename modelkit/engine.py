@@ -249,6 +249,11 @@ def _common(**settings) -> dict:
     return kw
 
 
+def _complete(stored: tuple[dict, dict], arrays: list[str], meta: list[str]) -> bool:
+    """A stored result with everything a hit needs (else it is treated as a miss)."""
+    return all(k in stored[1] for k in arrays) and all(k in stored[0] for k in meta)
+
+
 # --- predict ----------------------------------------------------------------------------------
 def _top(logits: np.ndarray, categories, top_k: int) -> tuple[list[str], list[float], list[int]]:
     z = torch.from_numpy(logits).double()
@@ -282,6 +287,8 @@ def predict(
     run = _start("predict", image, model, kw, {"top_k": top_k}, image_bytes,
                  use_result_cache, results)  # fmt: skip
     stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None and not _complete(stored, ["logits"], ["categories", "adaptations"]):
+        stored = None
     if stored is not None:
         meta, arrays = stored
         logits, cats = arrays["logits"], meta["categories"]
@@ -353,6 +360,10 @@ def features(
     run = _start("features", image, model, kw, {"out_indices": wanted}, image_bytes,
                  use_result_cache, results)  # fmt: skip
     stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None:
+        names = [f"level_{lv.get('index')}" for lv in stored[0].get("levels", [{}])]
+        if not _complete(stored, names, ["levels", "adaptations"]):
+            stored = None
     if stored is not None:
         meta, arrays = stored
         infos, adaptations, model_hit = meta["levels"], meta["adaptations"], False

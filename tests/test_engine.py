@@ -207,3 +207,16 @@ def test_out_of_memory_clears_cache_and_retries_once(fail, tmp_path):
 def test_unknown_setting_is_a_config_error(caches):
     with pytest.raises(ConfigError, match="in_chan\\b.*settings are"):
         engine.predict(small(), "resnet18", in_chan=4, **caches)
+
+
+def test_incomplete_stored_result_is_a_miss(caches, monkeypatch):
+    x = small(5)
+    fresh = engine.predict(x, "resnet18", num_classes=3, **caches)
+    results = caches["result_cache"]
+    monkeypatch.setattr(results, "get", lambda key: ({"categories": None}, {}))
+    again = engine.predict(x, "resnet18", num_classes=3, **caches)
+    assert not again.result_cache_hit and again.model_cache_hit
+    np.testing.assert_array_equal(again.logits, fresh.logits)
+    monkeypatch.setattr(results, "get", lambda key: ({"levels": [{"index": 1}]}, {}))
+    f = engine.features(x, "resnet18", num_classes=3, out_indices=[1], **caches)
+    assert not f.result_cache_hit and f.levels[0]["channels"] == 64
