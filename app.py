@@ -149,6 +149,8 @@ def _band_choices(image: ImageArray) -> list[tuple[str, str]]:
 
 @guarded
 def on_upload(file):
+    if not file:  # cleared: wait for the next file
+        return {status: ""}
     image = load_image(file)
     presets = display.band_presets(image)
     bands = (
@@ -363,7 +365,10 @@ with gr.Blocks(title="modelkit") as demo:
                 on_disk = gr.Checkbox(label="Weights on this machine")
                 sort = gr.Radio(list(ui.SORTS), value="name", label="Sort by")
             found = gr.Markdown()
-            table = gr.Dataframe(headers=ui.SEARCH_HEADERS, interactive=False, max_height=240)
+            table = gr.Dataframe(
+                headers=ui.SEARCH_HEADERS, interactive=False, max_height=240,
+                column_widths=["34%", "24%", "14%", "12%", "16%"], wrap=True,
+            )  # fmt: skip
             model = gr.Dropdown(
                 [DEFAULT_MODEL], value=DEFAULT_MODEL, label="Model", elem_id="mk-model"
             )

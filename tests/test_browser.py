@@ -1,0 +1,118 @@
+"""The page in a real browser (Debian chromium through Playwright): what a person does and sees.
+
+Screenshots go to artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        "Debian chromium is not installed (/usr/bin/chromium); ./run.sh test installs it",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from test_app import ASSETS, ROOT, start_app  # noqa: E402
+
+ARTIFACTS = ROOT / "artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    proc, url = start_app(tmp)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        yield page
+        browser.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_start_page_is_ready(page):
+    page.get_by_text("efficientnet_lite0", exact=True).first.wait_for()
+    page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
+    card = page.get_by_text("ImageNet top-1")
+    card.wait_for()
+    shot(page, "01-start")
+
+
+def test_search_pick_upload_run_and_error(page):
+    # search with a plain word: the results table narrows to the three Lite models
+    search = page.locator("#mk-search textarea, #mk-search input").first
+    search.fill("lite")
+    search.press("Enter")
+    page.get_by_text("3 models").wait_for()
+    # pick a model from the dropdown
+    dropdown = page.locator("#mk-model input").first
+    dropdown.click()
+    dropdown.fill("efficientnet_lite1")
+    page.get_by_role("option", name="efficientnet_lite1").click()
+    page.locator("h3", has_text="efficientnet_lite1").wait_for()  # its model card
+
+    # upload the 13-band Sentinel-2 TIFF: in_chans follows the image
+    page.locator("#mk-upload button[aria-label='Clear']").click()  # the example photo goes
+    page.locator("#mk-upload input[type=file]").set_input_files(
+        str(ASSETS / "sentinel2_13band.tif")
+    )
+    page.get_by_text("13 channels × 256 × 256").wait_for()
+    in_chans = page.locator("#mk-in-chans input")
+    page.wait_for_function("() => document.querySelector('#mk-in-chans input').value === '13'")
+    in_chans.fill("13")
+    in_chans.press("Enter")
+    shot(page, "02-sentinel-uploaded")
+
+    page.locator("#mk-run").click()
+    page.locator("#mk-chart .js-plotly-plot").wait_for()
+    bars = page.locator("#mk-chart .js-plotly-plot .bars .point")
+    assert bars.count() == 5
+    shot(page, "03-predictions")
+
+    page.get_by_role("tab", name="Feature maps").click()
+    page.locator("#mk-grid .js-plotly-plot").wait_for()
+    assert page.locator("#mk-grid .js-plotly-plot .heatmaplayer image, #mk-grid .hm").count() >= 1
+    page.get_by_text("Level 0").first.wait_for()
+    shot(page, "04-feature-maps")
+
+    # a mistake: 3 input channels for a 13-band image -> a short message, no traceback
+    in_chans.fill("3")
+    in_chans.press("Enter")
+    page.locator("#mk-run").click()
+    error = page.locator("#mk-status .mk-error")
+    error.wait_for()
+    text = error.inner_text()
+    assert "in_chans" in text and "Traceback" not in page.content()
+    shot(page, "05-error")
+
+    # the page still works: back to 13 channels and run again
+    in_chans.fill("13")
+    in_chans.press("Enter")
+    page.locator("#mk-run").click()
+    page.wait_for_function("() => !document.querySelector('#mk-status .mk-error')")
