@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -40,13 +39,10 @@ INTERNAL = "Something went wrong inside the app (it has been logged). Try other 
 EXPORTS = exports.ExportDir()
 
 
-def _warm_model_facts() -> None:
-    """Fill factory.model_info's cache in the background so the first search is quick."""
-    for row in ui.search_models():
-        log.debug("model facts ready: %s", row["name"])
-
-
-threading.Thread(target=_warm_model_facts, name="warm-model-facts", daemon=True).start()
+def warm_model_facts() -> None:
+    """Fill model_info's cache before serving: searches are then quick, and no meta-device build
+    (which patches torch globally in modelkit.factory) can run beside a real model build."""
+    ui.search_models()
 
 
 # --- helpers (a few lines each; the work is in modelkit) ---------------------------------------
@@ -514,6 +510,7 @@ def launch(**kwargs):
         theme=gr.themes.Soft(primary_hue="blue"),
         css=CSS,
     )
+    warm_model_facts()
     return demo.launch(**{**options, **kwargs})
 
 
