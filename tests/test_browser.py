@@ -57,7 +57,7 @@ def shot(page, name: str) -> None:
 
 
 def test_start_page_is_ready(page):
-    page.get_by_text("efficientnet_lite0", exact=True).first.wait_for()
+    page.locator("h3", has_text="efficientnet_lite0").wait_for()  # the default model's card
     page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
     card = page.get_by_text("ImageNet top-1")
     card.wait_for()
