@@ -58,7 +58,7 @@ def search_models(
             "name": name,
             "family": info["family"],
             "params_m": round(info["params"] / 1e6, 2),
-            "acc1": info["acc@1"],
+            "acc1": None if info["acc@1"] is None else round(info["acc@1"], 1),
             "weights": _weights_word(info),
         })  # fmt: skip
     key = SORTS[sort]

@@ -59,8 +59,12 @@ def shot(page, name: str) -> None:
 def test_start_page_is_ready(page):
     page.locator("h3", has_text="efficientnet_lite0").wait_for()  # the default model's card
     page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
-    card = page.get_by_text("ImageNet top-1")
-    card.wait_for()
+    page.get_by_text("ImageNet top-1").wait_for()
+    # the first click gives a real prediction, offline
+    page.locator("#mk-run").click()
+    page.locator("#mk-chart .js-plotly-plot").wait_for()
+    labels = page.locator("#mk-chart .yaxislayer-above .ytick text").all_text_contents()
+    assert labels[-1] == "tiger cat"  # plotly lists ticks bottom-up: the best is last
     shot(page, "01-start")
 
 
