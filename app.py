@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from modelkit import display, exports, ui, viz  # noqa: E402
-from modelkit.errors import ImageReadError, ModelkitError  # noqa: E402
+from modelkit.errors import ConfigError, ImageReadError, ModelkitError  # noqa: E402
 from modelkit.factory import model_info  # noqa: E402
 from modelkit.io import ImageArray, read_image  # noqa: E402
 from modelkit.preprocess import SCALINGS  # noqa: E402
@@ -273,6 +273,26 @@ def on_run(file, *form):
 
 
 @guarded
+def on_weights(last):
+    if not last:
+        raise ConfigError("Run a model first; then its adapted weights can be downloaded.")
+    setup = ui.Setup(**last["setup"])
+    from modelkit.device import resolve_device
+    from modelkit.engine import default_model_cache
+    from modelkit.model_cache import ModelKey
+
+    key = ModelKey(
+        name=setup.name, pretrained=setup.pretrained, num_classes=setup.num_classes,
+        in_chans=setup.in_chans, device=str(resolve_device(setup.device)),
+        precision=setup.precision,
+    )  # fmt: skip
+    model, _ = default_model_cache().get(key)
+    meta = {"model": setup.name, "in_chans": model.data_config.in_chans}
+    data = exports.weights_safetensors(model, meta)
+    return "", str(EXPORTS.write(f"{setup.model}-adapted.safetensors", data))
+
+
+@guarded
 def on_level(level, last):
     if not last or level is None:
         return {status: ""}
@@ -421,6 +441,8 @@ with gr.Blocks(title="modelkit") as demo:
         with gr.Tab("Take it away"):
             snippet = gr.Code(language="python", label="Reproduce this in Python", lines=12)
             downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+            weights_button = gr.Button("Prepare the adapted weights (safetensors)", size="sm")
+            weights_file = gr.File(label="Adapted weights", interactive=False)
     last_run = gr.State(None)
 
     # --- wiring ----------------------------------------------------------------------------
@@ -450,6 +472,10 @@ with gr.Blocks(title="modelkit") as demo:
     )  # fmt: skip
     level.input(
         on_level, [level, last_run], [status, *level_outputs],
+        concurrency_id=MODEL_WORK, api_visibility="private",
+    )  # fmt: skip
+    weights_button.click(
+        on_weights, last_run, [status, weights_file],
         concurrency_id=MODEL_WORK, api_visibility="private",
     )  # fmt: skip
     demo.load(on_search, search_inputs, search_outputs, api_visibility="private")
