@@ -42,7 +42,6 @@ from modelkit.pretrained import (
 from modelkit.registry import ModelEntry, get_entry, get_pretrained_cfg, replace_cfg, split_name
 
 GLOBAL_POOLS = ("avg", "")
-_BUILD_LOCK = threading.RLock()  # meta builds patch nn.Module globally; real builds wait for them
 
 
 class ClassifierMixin(StepsMixin):
@@ -125,22 +124,41 @@ def _head_note(path: str, num_classes: int) -> str:
 # --- building without weights (meta device) ---------------------------------------------------
 
 
+class _MetaParams(threading.local):
+    """Per-thread switch: while on, new parameters go to the meta device (no memory, no init)."""
+
+    depth = 0
+
+
+_META = _MetaParams()
+_PATCH_LOCK = threading.Lock()
+_patch_users = 0  # threads inside _params_on_meta; the patch is installed while this is > 0
+_original_register = nn.Module.register_parameter
+
+
+def _register_parameter(self, name, param):
+    _original_register(self, name, param)
+    if param is not None and _META.depth:  # other threads see the original behaviour
+        self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
+
+
 @contextmanager
 def _params_on_meta():
-    """Every parameter created inside goes to the meta device (no memory, no init cost)."""
-    original = nn.Module.register_parameter
-
-    def register(self, name, param):
-        original(self, name, param)
-        if param is not None:
-            self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
-
-    with _BUILD_LOCK:
-        nn.Module.register_parameter = register
-        try:
-            yield
-        finally:
-            nn.Module.register_parameter = original
+    """Build without weights. ``torch.device("meta")`` cannot: RegNet reads tensor values while
+    it builds. The patch acts only in this thread, so real builds elsewhere are untouched."""
+    global _patch_users
+    with _PATCH_LOCK:
+        _patch_users += 1
+        nn.Module.register_parameter = _register_parameter
+    _META.depth += 1
+    try:
+        yield
+    finally:
+        _META.depth -= 1
+        with _PATCH_LOCK:
+            _patch_users -= 1
+            if not _patch_users:
+                nn.Module.register_parameter = _original_register
 
 
 def _freeze(kwargs: dict) -> tuple:
@@ -214,8 +232,7 @@ def _load_native(entry: ModelEntry, cfg: PretrainedCfg, sd: dict, where: str, kw
     build = {**spec.pretrained_kwargs, **kwargs}
     if spec.size_kwarg and spec.size_kwarg not in build:
         build[spec.size_kwarg] = cfg.input_size[-1]
-    with _BUILD_LOCK:
-        model = entry.builder(num_classes=src_classes, **build)
+    model = entry.builder(num_classes=src_classes, **build)
     conv = model.get_submodule(spec.first_conv)
     if src_chans != conv.in_channels:
         set_conv_in_chans(
@@ -289,8 +306,7 @@ def create_model(
     else:
         # num_classes=0 is built with the default head, then the head is removed (below)
         src_classes, src_chans = num_classes or cfg.num_classes, 3
-        with _BUILD_LOCK:
-            model = entry.builder(num_classes=src_classes, **kwargs)
+        model = entry.builder(num_classes=src_classes, **kwargs)
         adaptations = []
     in_chans = in_chans or src_chans
     rgb = check_in_chans_args(in_chans, in_chans_init, rgb_channels)

@@ -128,10 +128,11 @@ def find_state_dict(
         if path:
             return load_file(path), f"{what} {path}"
     if cfg.file:
-        return load_file(cfg.file), f"{cfg.source or 'local'} file {cfg.file}"
+        # the note is shown to app users: a file name, not the server's folders
+        return load_file(cfg.file), f"{cfg.source or 'local'} file {Path(cfg.file).name}"
     cached = hub_cache_path(cfg)
     if cached and cached.is_file():
-        return load_file(cached), f"torch hub cache {cached}"
+        return load_file(cached), f"torch hub cache file {cached.name}"
     if not cfg.url:
         raise WeightsUnavailableError(
             f"No pretrained weights are known for {cfg.name}"

@@ -71,3 +71,36 @@ def test_reset_classifier_validates():
         model.reset_classifier(3, global_pool="")
     model.reset_classifier(3)
     assert model.fc.out_features == 3 and model.categories is None
+
+
+def test_meta_build_in_one_thread_leaves_real_builds_in_others_alone():
+    """model_info builds on the meta device by patching nn.Module; a model built at the same time
+    in another thread (the app serves both at once) must still get real weights."""
+    import threading
+
+    from torch import nn
+
+    from modelkit.factory import _params_on_meta
+
+    original = nn.Module.register_parameter
+    entered, release, inside = threading.Event(), threading.Event(), []
+
+    def meta_build():
+        with _params_on_meta():
+            entered.set()
+            release.wait(60)
+            inside.append(nn.Linear(2, 2))
+
+    thread = threading.Thread(target=meta_build)
+    thread.start()
+    try:
+        assert entered.wait(60)
+        assert nn.Module.register_parameter is not original  # the patch is live now
+        model = create_model("resnet18", in_chans=5, num_classes=3)
+    finally:
+        release.set()
+        thread.join()
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert model(torch.zeros(1, 5, 64, 64)).shape == (1, 3)
+    assert inside[0].weight.is_meta
+    assert nn.Module.register_parameter is original  # removed once no thread needs it
