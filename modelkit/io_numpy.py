@@ -3,8 +3,9 @@
 2-D arrays are (H, W); 3-D arrays are (C, H, W) or (H, W, C) by ``layout``, where ``auto`` takes
 the smaller of the first and last axes as channels and says so in the notes. Arrays with 4 or more
 dimensions are refused with a message (save one image, e.g. ``array[0]``). ``np.load`` always runs
-with ``allow_pickle=False``; for an NPZ the first ``.npy`` member is read, after every member's
-header and declared size were checked.
+with ``allow_pickle=False``, and only after the file was found to hold all the bytes its header
+declares. For an NPZ the first ``.npy`` member is read, after every member's header and declared
+size were checked, and never more of it than its header declares (a zip bomb stays unopened).
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ from modelkit.io import ReadLimits, check_dtype, check_size, fail
 
 
 def npy_header(stream: io.BufferedIOBase | io.BytesIO, filename: str) -> tuple[tuple, np.dtype]:
-    """Shape and dtype from an NPY header, without reading the array."""
+    """Shape and dtype from an NPY header, without reading the array.
+
+    numpy refuses headers over 10,000 bytes and anything but a literal dict; object dtypes pass
+    here and are refused by ``check_dtype``."""
     try:
         version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown NPY format version {version[0]}.{version[1]}")
         if version == (1, 0):
             shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
         else:
             shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-    except ValueError as exc:
-        if "object" in str(exc).lower() or "pickle" in str(exc).lower():
-            raise fail(
-                filename,
-                "it holds Python objects, which cannot be read safely",
-                "Save a numeric array with numpy.save.",
-            ) from exc
+    except (ValueError, TypeError, SyntaxError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise fail(
-            filename, f"its NPY header is damaged ({exc})", "Save the array again with numpy.save."
+            filename,
+            f"its NPY header is damaged or not a plain numpy header ({reason})",
+            "Save the array again with numpy.save.",
         ) from exc
     return tuple(int(v) for v in shape), np.dtype(dtype)
 
@@ -72,6 +75,15 @@ def load_npy_checked(raw: bytes, filename: str, layout: str, limits: ReadLimits)
     check_dtype(dtype, filename)
     chw, axes, notes = to_chw(shape, layout, filename)
     check_size(chw, dtype.itemsize, filename, limits)
+    declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    held = len(raw) - stream.tell()
+    if held < declared:  # refuse before np.load allocates what the header claims
+        raise fail(
+            filename,
+            f"the NPY data is damaged or incomplete: its header declares {declared:,} bytes of "
+            f"values but the file holds {max(held, 0):,}",
+            "Check that the upload finished, or save the array again with numpy.save.",
+        )
     stream.seek(0)
     array = np.load(stream, allow_pickle=False)
     if array.ndim == 2:
@@ -104,10 +116,15 @@ def read_npz(data: bytes, filename: str, layout: str, limits: ReadLimits):
                 )
             with archive.open(member) as stream:
                 head = io.BytesIO(stream.read(65536 + 16))
-            npy_header(head, f"{filename}:{member.filename}")
+            shape, dtype = npy_header(head, f"{filename}:{member.filename}")
+            if member is members[0]:
+                check_dtype(dtype, f"{filename}:{member.filename}")
+                first_size = head.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                chw, _, _ = to_chw(shape, layout, f"{filename}:{member.filename}")
+                check_size(chw, dtype.itemsize, f"{filename}:{member.filename}", limits)
         first = members[0]
-        with archive.open(first) as stream:
-            raw = stream.read(first.file_size + 1)
+        with archive.open(first) as stream:  # never more than the header declares: zip bombs
+            raw = stream.read(first_size)
     member_name = f"{filename}:{first.filename}"
     array, shape, axes, notes = load_npy_checked(raw, member_name, layout, limits)
     name = first.filename[:-4]
