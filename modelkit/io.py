@@ -28,10 +28,11 @@ none) before scaling.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from modelkit.errors import ImageReadError
 
@@ -225,11 +226,20 @@ def read_image(
     except Exception as exc:  # any decoder failure on corrupt input is the user's file, not a bug
         raise fail(
             filename,
-            f"the {kind.upper()} data is damaged or incomplete ({exc})",
+            f"the {kind.upper()} data is damaged or incomplete ({decoder_reason(exc)})",
             "Check that the upload finished and the file opens elsewhere.",
         ) from exc
     notes.extend(more)
     return finish(array, filename, kind, original_shape, axes, band_names, notes)
+
+
+def decoder_reason(exc: Exception) -> str:
+    """A decoder's complaint, readable: no object reprs with memory addresses, one short line."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "its header cannot be decoded"
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the upload", str(exc)).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def finish(

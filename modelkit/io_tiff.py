@@ -8,14 +8,20 @@ OME channel names, ImageJ labels, GDAL_METADATA band descriptions (tag 42112), o
 ``band_names`` / ``channel_names`` list in tifffile's JSON description.
 
 The file is opened from memory with multi-file OME turned off, so OME-XML that names other files
-cannot make the server read them.
+cannot make the server read them (a note says it named some). What tifffile logs while reading
+goes into the notes; a chain of pages that leads out of the file is refused as damaged, since
+bands would silently go missing.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tifffile
@@ -28,8 +34,18 @@ CHANNEL_AXES = "CSIQ"
 def read_tiff(data: bytes, filename: str, limits: ReadLimits):
     """(array (C, H, W), original shape, axes, band names or None, notes) for a TIFF upload."""
     notes: list[str] = []
-    with tifffile.TiffFile(io.BytesIO(data), _multifile=False) as tif:
+    with (
+        tifffile_warnings() as warned,
+        tifffile.TiffFile(io.BytesIO(data), _multifile=False) as tif,
+    ):
         series = tif.series
+        broken = [w for w in warned if "invalid page offset" in w]
+        if broken:  # the chain of images leads out of the file: later pages/bands are lost
+            raise fail(
+                filename,
+                f"the TIFF data is damaged or incomplete ({broken[0]})",
+                "Check that the upload finished and the file opens elsewhere.",
+            )
         if not series:
             raise fail(filename, "the TIFF holds no images", "Save the image again.")
         first = series[0]
@@ -55,8 +71,37 @@ def read_tiff(data: bytes, filename: str, limits: ReadLimits):
         total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         check_size((channels, height, width), dtype.itemsize, filename, limits, total_bytes=total)
         band_names = find_band_names(tif, first, axes, shape)
+        if tif.is_ome and 'FileName="' in (tif.ome_metadata or ""):
+            notes.append("The OME metadata names other files; only this file's pixels are read.")
         array = first.asarray()
+    notes.extend(f"The TIFF reader warned: {w}" for w in dict.fromkeys(warned))
     return to_chw(array, axes, notes), shape, axes, band_names, notes
+
+
+class _Collect(logging.Handler):
+    """Keeps the messages tifffile logs from one thread (uploads may be read concurrently)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            message = record.getMessage()
+            self.messages.append(message.split("> ", 1)[-1] if message.startswith("<") else message)
+
+
+@contextmanager
+def tifffile_warnings() -> Iterator[list[str]]:
+    """What tifffile warns about while reading (broken IFD chains, bad tags), for the notes."""
+    handler = _Collect()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def to_chw(array: np.ndarray, axes: str, notes: list[str]) -> np.ndarray:
