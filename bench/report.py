@@ -13,6 +13,7 @@ per device in ``--devices``; a device this machine lacks gets a "not measured" r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import os
@@ -41,8 +42,8 @@ class Settings:
     factory_repeats: int = 3
     io_repeat: int = 3
     io_small: bool = False
-    engine_repeats: int = 15
-    e2e_repeats: int = 12
+    engine_repeats: int = 11
+    e2e_repeats: int = 10
     e2e_starts: int = 2
     cycle: bool = True
 
@@ -193,8 +194,10 @@ def machine() -> dict[str, str]:
 
 
 def render(report: Report, info: dict[str, str], command: str, started: datetime.datetime,
-           total_s: float, load: tuple[tuple[float, ...], tuple[float, ...]]) -> str:  # fmt: skip
+           total_s: float, load: tuple[tuple[float, ...], tuple[float, ...]],
+           settings: Settings = Settings()) -> str:  # fmt: skip
     """The whole report as markdown."""
+    quick = settings == QUICK
     lines = [
         "# modelkit benchmark report",
         "",
@@ -206,6 +209,8 @@ def render(report: Report, info: dict[str, str], command: str, started: datetime
         *[f"- **{k}:** {v}" for k, v in info.items()],
         f"- **Load average (1, 5, 15 min):** {_load(load[0])} at the start, "
         f"{_load(load[1])} at the end",
+        f"- **Settings:** {'--quick: ' if quick else ''}"
+        + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(settings).items()),
         "- **Run time per part:** "
         + ", ".join(f"{k.lower()} {v:.0f} s" for k, v in report.seconds.items()),
         "",
@@ -219,6 +224,14 @@ def render(report: Report, info: dict[str, str], command: str, started: datetime
         "sessions running test suites while this ran (see the load average), so absolute "
         "times move by tens of percent between runs; ratios of interleaved runs move less. "
         "Read single-digit percentages as noise.",
+        *(
+            [
+                "- **This is a --quick run:** small inputs and few repeats; the reader memory "
+                "multiples are dominated by fixed allocations. Use the full run for conclusions."
+            ]
+            if quick
+            else []
+        ),
         "- GPU rows say *not measured* when the machine has no GPU; the scripts take "
         "`--device cuda` (and this report `--devices cpu,cuda`) where one exists.",
         "",
@@ -250,12 +263,14 @@ def main() -> None:
     started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    report = run_all(QUICK if args.quick else Settings(), devices)
+    settings = QUICK if args.quick else Settings()
+    report = run_all(settings, devices)
     total = time.perf_counter() - t0
     command = ".venv/bin/python bench/report.py" + (" --quick" if args.quick else "")
     if args.devices != "cpu,cuda":
         command += f" --devices {args.devices}"
-    text = render(report, machine(), command, started, total, (load_start, os.getloadavg()))
+    text = render(report, machine(), command, started, total, (load_start, os.getloadavg()),
+                  settings)  # fmt: skip
     args.out.write_text(text)
     print(f"[report] wrote {args.out} in {total:.0f} s", file=sys.stderr)
 
