@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import gc
 import os
 import threading
@@ -160,6 +163,7 @@ class ModelCache:
                 if pending.error is None:
                     self._store(key, pending.model)
             pending.done.set()
+        trim_heap()  # the build's scratch (checkpoint, initial weights) and any evicted model
         return model, False
 
     def _build(self, key: ModelKey) -> nn.Module:
@@ -204,5 +208,29 @@ class ModelCache:
     @staticmethod
     def _release(devices=None) -> None:
         gc.collect()
+        trim_heap()
         if devices is None or any(d.type != "cpu" for d in devices):
             free_device_memory()
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_trim():
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None)
+
+
+def trim_heap() -> bool:
+    """Hand freed heap memory back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    glibc keeps freed memory in its per-thread arenas, so without this an evicted model's
+    memory stays in the process's RSS, and a server that cycles models grows and grows.
+    """
+    try:
+        trim = _libc_trim()
+    except OSError:
+        return False
+    if trim is None:
+        return False
+    trim(0)
+    return True
