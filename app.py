@@ -41,8 +41,15 @@ EXPORTS = exports.ExportDir()
 
 def warm_model_facts() -> None:
     """Fill model_info's cache before serving: searches are then quick, and no meta-device build
-    (which patches torch globally in modelkit.factory) can run beside a real model build."""
-    ui.search_models()
+    (which patches torch globally in modelkit.factory) can run beside a real model build.
+    A model whose facts fail (a broken registered model) is logged and does not stop the app."""
+    from modelkit.registry import list_models
+
+    for name in list_models():
+        try:
+            model_info(name)
+        except Exception:  # noqa: BLE001 - one broken model must not keep the others offline
+            log.warning("model %s: its facts could not be computed", name, exc_info=True)
 
 
 # --- helpers (a few lines each; the work is in modelkit) ---------------------------------------

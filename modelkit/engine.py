@@ -34,6 +34,7 @@ A CUDA out-of-memory error empties the model cache and retries once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -50,12 +51,14 @@ from modelkit.device import (
     resolve_device,
     resolve_precision,
 )
-from modelkit.errors import ConfigError, DeviceError
+from modelkit.errors import ConfigError, DeviceError, ModelkitError
 from modelkit.io import ImageArray
 from modelkit.model_cache import ModelCache, ModelKey
 from modelkit.result_cache import ResultCache, hash_data, result_key
 
 __all__ = ["Features", "Prediction", "Timings", "features", "predict"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -190,11 +193,47 @@ def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_
     return _Run(key, items, is_batch, cache_key, started)
 
 
+def _failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
+    """A plain-words error for a model that failed to build or to run (the traceback is logged).
+
+    Not a user's mistake as such, but the user must learn which model failed and what to try;
+    a ModelkitError reaches the page, any other exception only a generic note.
+    """
+    log.error("%s of %s failed", stage, key, exc_info=error)
+    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    what = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, MemoryError) or is_oom(error) or "not enough memory" in str(error).lower():
+        return ModelkitError(
+            f"There is not enough memory to {stage} '{key.name}' with these settings ({what}). "
+            "Try a smaller model or fewer classes, or use a machine with more memory."
+        )
+    if stage == "build":
+        return ModelkitError(
+            f"The model '{key.name}' could not be built ({what}). The fault is in that model's "
+            "definition or in how these settings fit it, not in your image: choose another "
+            "model, or change in_chans / num_classes."
+        )
+    return ModelkitError(
+        f"The model '{key.name}' failed on this input ({what}). Try another model, or other "
+        "settings (in_chans, channels); the server has logged the details."
+    )
+
+
 def _forward(run: _Run, cache: ModelCache, kw, fn):
-    """Load (cached), preprocess and run ``fn(model, x)``; a CUDA OOM clears the cache, retries."""
+    """Load (cached), preprocess and run ``fn(model, x)``; a CUDA OOM clears the cache, retries.
+
+    A model that cannot be built or run becomes a ModelkitError that names it (see _failure)."""
     for attempt in (0, 1):
         t0 = time.perf_counter()
-        model, run.model_cache_hit = cache.get(run.key)
+        try:
+            model, run.model_cache_hit = cache.get(run.key)
+        except ModelkitError:
+            raise
+        except Exception as error:
+            if is_oom(error) and not attempt:
+                cache.clear()
+                continue
+            raise _failure(run.key, error, "build") from error
         t1 = time.perf_counter()
         x = _to_batch(run.items, model, kw["channels"], kw["scaling"])
         t2 = time.perf_counter()
@@ -204,9 +243,11 @@ def _forward(run: _Run, cache: ModelCache, kw, fn):
                 out = fn(model, prepare_input(x, dev))
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
+        except ModelkitError:
+            raise
         except Exception as error:
             if not is_oom(error):
-                raise
+                raise _failure(run.key, error, "run") from error
             del model, x
             cache.clear()
             if attempt:
