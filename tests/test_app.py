@@ -2,69 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
+from app_server import ASSETS, start_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(tmp: Path) -> tuple[subprocess.Popen, str]:
-    """python app.py on a free loopback port, temp and cache folders in ``tmp``, offline."""
-    port = free_port()
-    env = dict(
-        os.environ,
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_TEMP_DIR=str(tmp / "gradio"),
-        MODELKIT_CACHE_DIR=str(tmp / "cache"),
-        MODELKIT_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
-    log = open(tmp / "app.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((tmp / "app.log").read_text()[-3000:])
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("the app did not start in 120 s: " + (tmp / "app.log").read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("app")
-    proc, url = start_app(tmp)
-    yield url, tmp
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = start_app(tmp_path_factory.mktemp("app"))
+    yield server.url, server.tmp
+    server.stop()
 
 
 @pytest.fixture(scope="module")

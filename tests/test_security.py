@@ -1,0 +1,189 @@
+"""The running app serves no file outside its own outputs (and the example assets it publishes),
+whatever route, traversal or encoding is tried, and refuses direct POSTs that skip the queue.
+
+Requests go out through http.client, which sends a path exactly as written (httpx would
+normalise ``../`` away before the server saw it).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio_client")
+diskcache = pytest.importorskip("diskcache")
+from app_server import ASSETS, ROOT, call, start_app  # noqa: E402
+from gradio_client import Client  # noqa: E402
+
+REFUSED = {400, 403, 404, 405, 422}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = start_app(tmp_path_factory.mktemp("security"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def outputs(server, client):
+    """Run features once: the served NPZ copy, the private export it came from, the cache db."""
+    summary, downloaded = call(client, "chelsea.png", "/features", out_indices="4")
+    name = Path(downloaded).name
+    served = [p for p in server.temp_dir.rglob(name)]
+    private = list((server.tmp / "private").rglob(name))
+    assert served and private and (server.cache_dir / "cache.db").is_file()
+    return {"served": served[0], "private": private[0], "cache": server.cache_dir / "cache.db"}
+
+
+def get(server, raw_path: str, method: str = "GET", body: bytes | None = None, headers=None):
+    host, port = server.url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, raw_path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def quote_all(text: str) -> str:
+    """Every character percent-encoded (``.`` and ``/`` too)."""
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
+def variants(target: Path, server) -> list[str]:
+    """Request paths that would reach ``target`` if any file route let them through."""
+    t = str(target)
+    rel_root = "../" * 12 + t.lstrip("/")  # ../../..//etc/passwd from anywhere
+    inside = target.is_relative_to(ROOT)
+    via_assets = f"{ASSETS}/../{target.relative_to(ROOT)}" if inside else f"{ASSETS}/{rel_root}"
+    via_temp = f"{server.temp_dir}/{rel_root}"
+    paths = []
+    for route in ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/file/"):
+        for p in (t, via_assets, via_temp, "file://" + t):
+            paths += [
+                route + p,
+                route + urllib.parse.quote(p, safe="/"),
+                route + quote_all(p),
+                route + urllib.parse.quote(quote_all(p), safe=""),  # double-encoded
+            ]
+        paths += [route + via_assets.replace("../", sep) for sep in ("..%2f", "..%252f")]
+    for route in ("/static/", "/assets/", "/svelte/", "/gradio_api/static/", "/gradio_api/assets/"):
+        paths += [
+            route + rel_root,
+            route + rel_root.replace("/", "%2f"),
+            route + quote_all(rel_root),
+            route + urllib.parse.quote(quote_all(rel_root), safe=""),
+        ]
+    paths += [
+        "/gradio_api/proxy=file://" + t,
+        "/gradio_api/custom_component/x/client/" + quote_all(rel_root) + "/y",
+        "/custom_component/x/client/..%2f..%2f..%2f/" + quote_all(t),
+    ]
+    return paths
+
+
+def too_long(raw_path: str) -> bool:
+    return any(len(part.encode()) > 255 for part in urllib.parse.unquote(raw_path).split("/"))
+
+
+def secret_of(target: Path) -> bytes:
+    """Bytes of ``target`` that no refusal page could contain by chance."""
+    data = target.read_bytes()
+    return data[:48] if len(data) > 48 else data
+
+
+def test_positive_control_outputs_and_examples_are_served(server, outputs):
+    status, body = get(server, "/gradio_api/file=" + str(outputs["served"]))
+    assert status == 200 and body == outputs["served"].read_bytes()
+    status, body = get(server, "/gradio_api/file=" + urllib.parse.quote(str(ASSETS / "coffee.png")))
+    assert status == 200 and body == (ASSETS / "coffee.png").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "which",
+    ["/etc/passwd", "app.py", "modelkit/engine.py", "tests/app_server.py", "cache", "private"],
+)
+def test_no_file_outside_the_outputs_is_served(server, outputs, which):
+    if which in outputs:
+        target = outputs[which]
+    elif which.startswith("/"):
+        target = Path(which)
+    else:
+        target = ROOT / which
+    assert target.is_file()
+    secret = secret_of(target)
+    tried = variants(target, server)
+    for path in tried:
+        for method in ("GET", "HEAD"):
+            status, body = get(server, path, method)
+            # gradio's /static and /assets routes answer 500 (not 404) for a name longer than
+            # the file system allows (ENAMETOOLONG on stat); nothing is served either way
+            assert status in REFUSED or (status == 500 and too_long(path)), (path, method, status)
+            assert secret not in body, (path, method)
+    assert len(tried) > 50
+
+
+def test_uploads_stay_in_the_temp_folder(server):
+    """A hostile upload name cannot put a file outside gradio's temp folder."""
+    boundary = "mkboundary"
+    name = "../../../../../../escaped-upload.txt"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: text/plain\r\n\r\nplanted\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, response = get(server, "/gradio_api/upload", "POST", body, headers)
+    assert status == 200
+    (stored,) = json.loads(response)
+    assert Path(stored).resolve().is_relative_to(server.temp_dir.resolve())
+    for folder in (server.tmp, server.tmp.parent, ROOT, Path("/"), Path("/tmp")):
+        assert not (folder / "escaped-upload.txt").exists()
+
+
+def cached_results(server) -> int:
+    with diskcache.Cache(str(server.cache_dir)) as cache:
+        return len(cache)
+
+
+def post(server, route: str, body: dict):
+    headers = {"Content-Type": "application/json"}
+    return get(server, route, "POST", json.dumps(body).encode(), headers)
+
+
+@pytest.mark.parametrize("api", ["predict", "features"])
+def test_direct_posts_do_not_run_the_model(server, client, outputs, api):
+    # a question nobody asked yet: if anything ran it, the result cache would gain an entry
+    form = ["efficientnet_lite2", True, None, "", None, "2", 13, "auto"]
+    image = {"path": str(ASSETS / "coffee.png"), "meta": {"_type": "gradio.FileData"}}
+    before = cached_results(server)
+    routes = [f"/gradio_api/run/{api}", f"/gradio_api/api/{api}", f"/run/{api}", f"/api/{api}"]
+    for route in routes + [r + "/" for r in routes]:
+        status, response = post(server, route, {"data": [image, *form]})
+        assert status in REFUSED, (route, status, response[:200])
+    # naming any event by its index: only those that never join the queue run directly
+    status, config = get(server, "/config")
+    assert status == 200
+    direct = set()
+    for dep in json.loads(config)["dependencies"]:
+        body = {"data": [image, *form], "fn_index": dep["id"]}
+        status, response = post(server, f"/gradio_api/run/{api}", body)
+        if dep["queue"]:
+            assert status in REFUSED, (dep["id"], status, response[:200])
+        else:
+            direct.add(dep["api_name"])
+    assert direct == {"load_example"}  # gr.Examples filling the upload box: no model work
+    assert cached_results(server) == before
+    # the same question through the queue does run, and the count sees it (the control)
+    call(client, "coffee.png", f"/{api}", model="efficientnet_lite2", out_indices="2", top_k=13)
+    assert cached_results(server) == before + 1
