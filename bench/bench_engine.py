@@ -76,17 +76,20 @@ def overhead(device: torch.device, repeats: int) -> Table:
         model = cache.peek(ModelKey(name, pretrained=pretrained, device=str(device)))
         for _ in range(2):
             engine.predict(x, name, **kw)
-        bare, eng = [], []
-        for _ in range(repeats):  # interleaved: both see the same machine state
-            t0 = time.perf_counter()
+
+        def run_bare(m=model, x=x):
             with torch.inference_mode():
-                model(prepare_input(x, device)).cpu()
+                m(prepare_input(x, device)).cpu()
             sync(device)
-            t1 = time.perf_counter()
-            engine.predict(x, name, **kw)
-            t2 = time.perf_counter()
-            bare.append(t1 - t0)
-            eng.append(t2 - t1)
+
+        fns = {"bare": run_bare, "engine": lambda n=name, k=kw, x=x: engine.predict(x, n, **k)}
+        times: dict[str, list[float]] = {"bare": [], "engine": []}
+        for i in range(repeats):  # interleaved, order alternating: both see the same machine
+            for who in ("bare", "engine") if i % 2 == 0 else ("engine", "bare"):
+                t0 = time.perf_counter()
+                fns[who]()
+                times[who].append(time.perf_counter() - t0)
+        bare, eng = times["bare"], times["engine"]
         b, e = p50_ms(bare), p50_ms(eng)
         table.add(name, str(device), b, e, e / b)
     ratios = [r for r in table.column("ratio") if r is not None]

@@ -39,6 +39,7 @@ VERSIONS = ["torch", "torchvision", "gradio", "gradio_client", "numpy", "pillow"
 class Settings:
     """How hard each benchmark works: --quick for a smoke run, the default for the report."""
 
+    factory_build_repeats: int = 7
     factory_repeats: int = 3
     io_repeat: int = 3
     io_small: bool = False
@@ -48,8 +49,8 @@ class Settings:
     cycle: bool = True
 
 
-QUICK = Settings(factory_repeats=1, io_repeat=2, io_small=True, engine_repeats=5,
-                 e2e_repeats=3, e2e_starts=1, cycle=False)  # fmt: skip
+QUICK = Settings(factory_build_repeats=1, factory_repeats=1, io_repeat=2, io_small=True,
+                 engine_repeats=5, e2e_repeats=3, e2e_starts=1, cycle=False)  # fmt: skip
 
 
 @dataclass
@@ -110,7 +111,7 @@ def run_all(settings: Settings, devices: list[str]) -> Report:
         report.seconds[name] = report.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def factory() -> None:
-        report.add("Factory", bench_factory.build_table(s.factory_repeats))
+        report.add("Factory", bench_factory.build_table(s.factory_build_repeats))
         report.add("Factory", *per_device(devices, available, lambda d: [
             bench_factory.forward_table(s.factory_repeats, 224, torch.device(d))]))  # fmt: skip
 
