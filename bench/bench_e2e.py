@@ -348,6 +348,12 @@ def latency_table(data: dict, device: str) -> Table:
         f"in-process time, and a result-cache hit {min(added):.0f}-{max(added):.0f} ms more end "
         "to end than in-process (upload, queue, events, JSON)."
     )
+    if min(warm) < 1:
+        table.notes.append(
+            "A warm e2e / in-process ratio below 1 is machine noise, not a result: the request "
+            "does the in-process work plus a round trip. The machine's load changed between the "
+            "interleaved runs; compare the cached rows and the /model_info floor instead."
+        )
     table.notes.append(
         "cold: one sample per server start (the first request for each model builds it; the "
         "13-band model is built second, in a process the first request already warmed). "

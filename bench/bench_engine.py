@@ -97,6 +97,11 @@ def overhead(device: torch.device, repeats: int) -> Table:
         f"engine.predict takes {min(ratios):.2f}-{max(ratios):.2f}x the time of a bare forward "
         f"on the same tensor; goal under 1.10x: {'met' if max(ratios) < 1.10 else 'missed'}."
     )
+    if min(ratios) < 0.95:
+        table.notes.append(
+            "A ratio well below 1 is machine noise: the engine runs the same forward plus its "
+            "own bookkeeping, so it cannot be faster; the load changed between interleaved runs."
+        )
     return table
 
 

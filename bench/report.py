@@ -233,6 +233,16 @@ def render(report: Report, info: dict[str, str], command: str, started: datetime
             if quick
             else []
         ),
+        *(
+            [
+                f"- **This run was overloaded:** the load average reached {max(load[0] + load[1]):.1f} "
+                f"on {os.cpu_count()} cores, so every process waited for a core; absolute times are "
+                "several times those of an idle machine and single ratios can flip. Trust ratios "
+                "that agree across tables, and rerun on a quiet machine for absolute numbers."
+            ]
+            if max(load[0] + load[1]) > (os.cpu_count() or 1)
+            else []
+        ),
         "- GPU rows say *not measured* when the machine has no GPU; the scripts take "
         "`--device cuda` (and this report `--devices cpu,cuda`) where one exists.",
         "",

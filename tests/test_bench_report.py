@@ -78,7 +78,8 @@ def test_percentile_interpolates():
     assert percentile([5.0], 90) == 5.0
 
 
-def test_report_has_header_headlines_and_sections_in_order():
+def test_report_has_header_headlines_and_sections_in_order(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     report = Report()
     report.add("Engine", fake_table())
     report.add("Memory", "*Model cycling: skipped.*\n")
@@ -93,6 +94,7 @@ def test_report_has_header_headlines_and_sections_in_order():
     assert "- **RAM:** 24 GiB" in text
     assert "1.00, 2.00, 3.00 at the start" in text
     assert "This is a --quick run" in text
+    assert "This run was overloaded:** the load average reached 3.0 on 2 cores" in text
     assert "- **Engine:** engine within 1.10x" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     numbered = [h for h in headings if h[3].isdigit()]
@@ -101,4 +103,4 @@ def test_report_has_header_headlines_and_sections_in_order():
     assert text.index("*Model cycling: skipped.*") > text.index("## 5. Memory")
     full = render(report, info, "cmd", datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC), 1.0,
                   ((0.0,) * 3, (0.0,) * 3), Settings())  # fmt: skip
-    assert "This is a --quick run" not in full
+    assert "This is a --quick run" not in full and "overloaded" not in full
