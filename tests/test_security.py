@@ -134,18 +134,24 @@ def test_no_file_outside_the_outputs_is_served(server, outputs, which):
     assert len(tried) > 50
 
 
-def test_uploads_stay_in_the_temp_folder(server):
-    """A hostile upload name cannot put a file outside gradio's temp folder."""
+def upload(server, name: str, data: bytes) -> str:
+    """POST /gradio_api/upload with the file name exactly as given; the server's stored path."""
     boundary = "mkboundary"
-    name = "../../../../../../escaped-upload.txt"
-    body = (
+    head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-        f"Content-Type: text/plain\r\n\r\nplanted\r\n--{boundary}--\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     status, response = get(server, "/gradio_api/upload", "POST", body, headers)
-    assert status == 200
+    assert status == 200, response[:300]
     (stored,) = json.loads(response)
+    return stored
+
+
+def test_uploads_stay_in_the_temp_folder(server):
+    """A hostile upload name cannot put a file outside gradio's temp folder."""
+    stored = upload(server, "../../../../../../escaped-upload.txt", b"planted")
     assert Path(stored).resolve().is_relative_to(server.temp_dir.resolve())
     for folder in (server.tmp, server.tmp.parent, ROOT, Path("/"), Path("/tmp")):
         assert not (folder / "escaped-upload.txt").exists()
@@ -187,3 +193,53 @@ def test_direct_posts_do_not_run_the_model(server, client, outputs, api):
     # the same question through the queue does run, and the count sees it (the control)
     call(client, "coffee.png", f"/{api}", model="efficientnet_lite2", out_indices="2", top_k=13)
     assert cached_results(server) == before + 1
+
+
+def queued(server, api_name: str, data: list) -> dict:
+    """One event through the real queue (join, then read its stream): the completion message."""
+    import uuid
+
+    import httpx
+
+    status, config = get(server, "/config")
+    (fn_index,) = [d["id"] for d in json.loads(config)["dependencies"] if d["api_name"] == api_name]
+    session = uuid.uuid4().hex
+    body = {"data": data, "fn_index": fn_index, "session_hash": session}
+    joined = httpx.post(server.url + "gradio_api/queue/join", json=body, timeout=30)
+    assert joined.status_code == 200, joined.text
+    url = server.url + f"gradio_api/queue/data?session_hash={session}"
+    with httpx.stream("GET", url, timeout=120) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the queue stream ended without a result")
+
+
+def test_a_queued_request_cannot_name_a_server_file_as_its_image(server, outputs):
+    secret_image = server.tmp / "private" / "secret.npy"  # a readable image, outside the outputs
+    secret_image.write_bytes((ASSETS / "landsat8_7band.npy").read_bytes())
+    form = ["efficientnet_lite0", True, 7, "", None, "", 3, "auto"]
+
+    def image(path: Path) -> dict:
+        return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+    before = cached_results(server)
+    targets = [Path("/etc/passwd"), ROOT / "app.py", outputs["cache"], secret_image]
+    targets += [ASSETS / ".." / "app.py", server.temp_dir / ".." / "private" / "secret.npy"]
+    for target in targets:
+        message = queued(server, "predict", [image(target), *form])
+        assert message["success"] is False, target
+        text = json.dumps(message)
+        assert secret_of(target.resolve()).decode("latin-1") not in text
+        assert "root:x:0" not in text
+    assert cached_results(server) == before
+    # the control: a file uploaded first may be named, and is read and run; a ../ from it may not
+    uploaded = Path(upload(server, "landsat8_7band.npy", secret_image.read_bytes()))
+    escape = uploaded.parent / ".." / ".." / secret_image.relative_to(server.tmp)
+    message = queued(server, "predict", [image(escape), *form])
+    assert message["success"] is False and cached_results(server) == before
+    message = queued(server, "predict", [image(uploaded), *form])
+    assert message["success"] is True, message
+    assert len(message["output"]["data"][0]["predictions"]) == 3
