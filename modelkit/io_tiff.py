@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import struct
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ CHANNEL_AXES = "CSIQ"
 
 def read_tiff(data: bytes, filename: str, limits: ReadLimits):
     """(array (C, H, W), original shape, axes, band names or None, notes) for a TIFF upload."""
+    check_structure(data, filename)
     notes: list[str] = []
     with (
         tifffile_warnings() as warned,
@@ -76,6 +78,61 @@ def read_tiff(data: bytes, filename: str, limits: ReadLimits):
         array = first.asarray()
     notes.extend(f"The TIFF reader warned: {w}" for w in dict.fromkeys(warned))
     return to_chw(array, axes, notes), shape, axes, band_names, notes
+
+
+# bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ..., IFD8)
+_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+               16: 8, 17: 8, 18: 8}  # fmt: skip
+MAX_PAGES = 65536  # more pages than this is refused (channels are capped far lower anyway)
+
+
+def check_structure(data: bytes, filename: str) -> None:
+    """Walk the chain of pages (IFDs) before tifffile does; refuse one that loops, runs past
+    MAX_PAGES, or has a tag that declares more values than the whole file holds.
+
+    tifffile loops forever, growing memory without end, on some page chains that lead back on
+    themselves through misaligned pages (found by fuzzing: 8 bytes inserted into a 3-page TIFF),
+    and trusts tag counts. No valid file has either, so refusing them costs nothing valid."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    head, entry, inline = ("Q", 20, 8) if big else ("H", 12, 4)
+    count_fmt, offset_fmt = f"{order}{head}", f"{order}{'Q' if big else 'I'}"
+    offset_size = struct.calcsize(offset_fmt)
+    offset = struct.unpack_from(offset_fmt, data, 8 if big else 4)[0] if len(data) >= 16 else 0
+    seen: set[int] = set()
+    while 0 < offset < len(data):
+        if offset in seen or len(seen) >= MAX_PAGES:
+            problem = (
+                f"its list of pages loops back to byte {offset:,}"
+                if offset in seen
+                else f"it lists more than {MAX_PAGES:,} pages"
+            )
+            raise fail(
+                filename,
+                f"the TIFF data is damaged or incomplete ({problem})",
+                "Save the image again; check that the upload finished.",
+            )
+        seen.add(offset)
+        if offset + struct.calcsize(count_fmt) > len(data):
+            return  # tifffile reports the broken chain
+        (entries,) = struct.unpack_from(count_fmt, data, offset)
+        start = offset + struct.calcsize(count_fmt)
+        for i in range(min(entries, (len(data) - start) // entry)):
+            at = start + i * entry
+            code, kind = struct.unpack_from(f"{order}HH", data, at)
+            (count,) = struct.unpack_from(offset_fmt, data, at + 4)
+            size = count * _TYPE_SIZES.get(kind, 0)
+            if size > inline and size > len(data):
+                raise fail(
+                    filename,
+                    f"the TIFF data is damaged or incomplete (tag {code} declares {count:,} "
+                    f"values, {size:,} bytes, in a file of {len(data):,} bytes)",
+                    "Check that the upload finished and the file opens elsewhere.",
+                )
+        after = start + entries * entry
+        if after + offset_size > len(data):
+            return
+        (offset,) = struct.unpack_from(offset_fmt, data, after)
 
 
 class _Collect(logging.Handler):
