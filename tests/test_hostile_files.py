@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,7 @@ import hostile_corpus as corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADROOM = 3 * 2**29  # 1.5 GiB of address space above the child's after imports
-PER_FILE_S = 30  # generous for 2 busy cores; a healthy case takes well under a second
+PER_FILE_S = int(os.environ.get("HOSTILE_PER_FILE_S", "30"))  # a healthy case takes < 1 s
 PEAK_MIB = 64  # peak RSS growth allowed for one file, on top of 2x its decoded array
 CASES = {case.name: case for case in corpus.CASES}
 
@@ -65,6 +66,8 @@ def child_main(folder: str) -> None:
     from modelkit.io import read_image
 
     Image.init()
+    if os.environ.get("HOSTILE_SELFTEST"):  # see test_child_reports_crashes_hangs_opens_and_memory
+        read_image = _misbehaving_reader(read_image)
     manifest = json.loads(Path(folder, "manifest.json").read_text())
     files = {name: Path(folder, "files", f"{i}.bin").read_bytes() for name, i, _ in manifest}
     work = Path(folder, "work", "deeper", "still")  # '../' from here stays in our tmp folder
@@ -122,6 +125,27 @@ def child_main(folder: str) -> None:
         print(json.dumps(result), flush=True)
 
 
+def _misbehaving_reader(real):
+    """A stand-in for read_image that does what its data names (open, exit, hang, alloc, rss)."""
+
+    def misbehave(data: bytes, filename: str):
+        action = data.decode(errors="replace")
+        if action == "open":
+            Path("/etc/passwd").read_bytes()
+        elif action == "exit":
+            os._exit(3)
+        elif action == "hang":
+            __import__("time").sleep(600)
+        elif action == "alloc":
+            return bytearray(2 * HEADROOM)
+        elif action == "rss":
+            blob = b"x" * (200 * 2**20)  # touched, so resident
+            raise ValueError(f"held {len(blob)} bytes")
+        return real(data, filename)
+
+    return misbehave
+
+
 if __name__ == "__main__":  # the child: runs before anything below imports modelkit (and torch)
     child_main(sys.argv[1])
     sys.exit(0)
@@ -132,23 +156,20 @@ from modelkit.io import ReadLimits, read_image  # noqa: E402
 # ---- the parent ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, dict]:
-    """Outcome of every case by name; a case that ended the child is recorded as a crash."""
-    folder = tmp_path_factory.mktemp("hostile")
+def run_in_child(folder: Path, files: list[tuple[str, str, bytes]], **env: str) -> dict[str, dict]:
+    """Outcome of reading each (name, filename, bytes) in the child, by name. A case that ends
+    the child is recorded as crashed or hung, and the child starts again after it."""
     (folder / "files").mkdir()
     manifest = []
-    for i, case in enumerate(corpus.CASES):
-        filename, data = case.make()
+    for i, (name, filename, data) in enumerate(files):
         (folder / "files" / f"{i}.bin").write_bytes(data)
-        manifest.append((case.name, i, filename))
+        manifest.append((name, i, filename))
     results: dict[str, dict] = {}
     remaining = manifest
-    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2", "PYTHONPATH": str(ROOT), **env}
     while remaining:
         (folder / "manifest.json").write_text(json.dumps(remaining))
-        if (folder / "work").exists():
-            __import__("shutil").rmtree(folder / "work")
+        shutil.rmtree(folder / "work", ignore_errors=True)
         proc = subprocess.run(
             [sys.executable, __file__, str(folder)],
             capture_output=True,
@@ -172,6 +193,28 @@ def outcomes(tmp_path_factory) -> dict[str, dict]:
         results[started] = {"name": started, "outcome": why, "message": proc.stderr[-2000:]}
         remaining = [m for m in remaining if m[0] not in results]
     return results
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, dict]:
+    """Outcome of every corpus case, by name."""
+    files = [(case.name, *case.make()) for case in corpus.CASES]
+    return run_in_child(tmp_path_factory.mktemp("hostile"), files)
+
+
+def test_child_reports_crashes_hangs_opens_and_memory(tmp_path):
+    """The harness itself: a stand-in reader that misbehaves on purpose is caught each time,
+    and the cases after a crash or a hang still run."""
+    actions = ["open", "exit", "hang", "alloc", "rss", "fine"]
+    files = [(a, f"{a}.npy", corpus.npy(np.ones((2, 2))) if a == "fine" else a.encode())
+             for a in actions]  # fmt: skip
+    got = run_in_child(tmp_path, files, HOSTILE_SELFTEST="1", HOSTILE_PER_FILE_S="3")
+    assert any("/etc/passwd" in path for path in got["open"]["opened"])
+    assert got["exit"]["outcome"] == "crashed (exit code 3)"
+    assert got["hang"]["outcome"] == "hung" and "misbehave" in got["hang"]["message"]
+    assert got["alloc"]["outcome"] == "other" and "MemoryError" in got["alloc"]["message"]
+    assert got["rss"]["outcome"] == "other" and got["rss"]["peak_mib"] >= 150
+    assert got["fine"]["outcome"] == "read" and got["fine"]["shape"] == [1, 2, 2]
 
 
 def test_corpus_is_large_and_covers_every_category():
