@@ -533,6 +533,25 @@ demo.queue(
 )
 
 
+def check_private_folders(allowed_paths) -> None:
+    """Refuse to start when the result cache lies in a folder the web server hands files out
+    from (gradio's temp folder, its examples cache, the allowed paths): anyone could download
+    it, with what other people uploaded."""
+    from gradio.utils import get_cache_folder, get_upload_folder
+
+    from modelkit.result_cache import default_cache_dir
+
+    cache = default_cache_dir().expanduser().resolve()
+    for folder in (get_upload_folder(), get_cache_folder(), *allowed_paths):
+        served = Path(folder).expanduser().resolve()
+        if cache == served or served in cache.parents:
+            raise SystemExit(
+                f"The result cache folder {cache} (MODELKIT_CACHE_DIR) is inside {served}, "
+                "which the web server serves files from: anyone could download the cached "
+                "results. Set MODELKIT_CACHE_DIR to a folder outside it."
+            )
+
+
 def launch(**kwargs):
     """Start the server; keyword arguments override the defaults (tests pass a port)."""
     options = dict(
@@ -543,8 +562,10 @@ def launch(**kwargs):
         theme=gr.themes.Soft(primary_hue="blue"),
         css=CSS,
     )
+    options.update(kwargs)
+    check_private_folders(options["allowed_paths"] or [])
     warm_model_facts()
-    return demo.launch(**{**options, **kwargs})
+    return demo.launch(**options)
 
 
 if __name__ == "__main__":
