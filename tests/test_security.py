@@ -243,3 +243,12 @@ def test_a_queued_request_cannot_name_a_server_file_as_its_image(server, outputs
     message = queued(server, "predict", [image(uploaded), *form])
     assert message["success"] is True, message
     assert len(message["output"]["data"][0]["predictions"]) == 3
+
+
+@pytest.mark.parametrize("inside", ["gradio", "gradio/results", "assets"])
+def test_the_app_refuses_a_result_cache_inside_a_served_folder(tmp_path, inside):
+    cache = ASSETS / "results-cache" if inside == "assets" else tmp_path / inside
+    with pytest.raises(RuntimeError, match="the app exited") as caught:
+        start_app(tmp_path, env={"MODELKIT_CACHE_DIR": str(cache)})
+    assert "is inside" in str(caught.value) and "Set MODELKIT_CACHE_DIR" in str(caught.value)
+    assert not (cache / "cache.db").exists()
