@@ -3,6 +3,7 @@
     .venv/bin/python bench/report.py            # full run (about 10 minutes on 2 CPU cores)
     .venv/bin/python bench/report.py --quick    # small inputs, few repeats (a few minutes)
     .venv/bin/python bench/report.py --devices cpu,cuda --out /tmp/REPORT.md
+    .venv/bin/python bench/report.py --threads 1   # one torch thread per process (shared CPUs)
 
 Sections: factory, readers, engine, end to end through gradio_client, memory. Every table sets
 modelkit against a baseline measured side by side in the same run, with a ratio column and a
@@ -225,24 +226,7 @@ def render(report: Report, info: dict[str, str], command: str, started: datetime
         "sessions running test suites while this ran (see the load average), so absolute "
         "times move by tens of percent between runs; ratios of interleaved runs move less. "
         "Read single-digit percentages as noise.",
-        *(
-            [
-                "- **This is a --quick run:** small inputs and few repeats; the reader memory "
-                "multiples are dominated by fixed allocations. Use the full run for conclusions."
-            ]
-            if quick
-            else []
-        ),
-        *(
-            [
-                f"- **This run was overloaded:** the load average reached {max(load[0] + load[1]):.1f} "
-                f"on {os.cpu_count()} cores, so every process waited for a core; absolute times are "
-                "several times those of an idle machine and single ratios can flip. Trust ratios "
-                "that agree across tables, and rerun on a quiet machine for absolute numbers."
-            ]
-            if max(load[0] + load[1]) > (os.cpu_count() or 1)
-            else []
-        ),
+        *_caveats(quick, load, command),
         "- GPU rows say *not measured* when the machine has no GPU; the scripts take "
         "`--device cuda` (and this report `--devices cpu,cuda`) where one exists.",
         "",
@@ -260,6 +244,32 @@ def render(report: Report, info: dict[str, str], command: str, started: datetime
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _caveats(quick: bool, load: tuple[tuple[float, ...], ...], command: str) -> list[str]:
+    """The "how to read" lines that depend on this run."""
+    out = []
+    if quick:
+        out.append(
+            "- **This is a --quick run:** small inputs and few repeats; the reader memory "
+            "multiples are dominated by fixed allocations. Use the full run for conclusions."
+        )
+    peak, cores = max(load[0] + load[1]), os.cpu_count() or 1
+    if peak > cores:
+        out.append(
+            f"- **This run was overloaded:** the load average reached {peak:.1f} on {cores} "
+            "cores, so every process waited for a core; absolute times are several times those "
+            "of an idle machine and single ratios can flip. Trust ratios that agree across "
+            "tables, and rerun on a quiet machine for absolute numbers."
+        )
+    if "--threads 1" in command:
+        out.append(
+            "- **One torch thread per process** (`--threads 1`, also MODELKIT_CPU_THREADS for "
+            "the server): on a shared 2-core machine, two threads per process stall each other "
+            "when another process takes a core (single forwards 10-30x the median), one thread "
+            "gives steady times. Both sides of every ratio run with the same setting."
+        )
+    return out
+
+
 def _load(values: tuple[float, ...]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
@@ -269,7 +279,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, few repeats")
     parser.add_argument("--devices", default="cpu,cuda", help="comma-separated: cpu,cuda")
     parser.add_argument("--out", type=Path, default=HERE / "REPORT.md")
+    parser.add_argument("--threads", type=int, help="torch threads per process, server included")
     args = parser.parse_args()
+    if args.threads:  # before torch is imported; subprocesses and the app inherit it
+        os.environ["OMP_NUM_THREADS"] = os.environ["MODELKIT_CPU_THREADS"] = str(args.threads)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     started = datetime.datetime.now(datetime.UTC)
     load_start = os.getloadavg()
@@ -280,6 +293,8 @@ def main() -> None:
     command = ".venv/bin/python bench/report.py" + (" --quick" if args.quick else "")
     if args.devices != "cpu,cuda":
         command += f" --devices {args.devices}"
+    if args.threads:
+        command += f" --threads {args.threads}"
     text = render(report, machine(), command, started, total, (load_start, os.getloadavg()),
                   settings)  # fmt: skip
     args.out.write_text(text)
