@@ -1,9 +1,9 @@
 """Run every benchmark and write one markdown report, bench/REPORT.md.
 
-    .venv/bin/python bench/report.py            # full run (about 10 minutes on 2 CPU cores)
-    .venv/bin/python bench/report.py --quick    # small inputs, few repeats (a few minutes)
+    .venv/bin/python bench/report.py --threads 1   # the committed REPORT.md (~5 min, 2 cores)
+    .venv/bin/python bench/report.py              # the same with torch's default threads
+    .venv/bin/python bench/report.py --quick      # small inputs, few repeats (a few minutes)
     .venv/bin/python bench/report.py --devices cpu,cuda --out /tmp/REPORT.md
-    .venv/bin/python bench/report.py --threads 1   # one torch thread per process (shared CPUs)
 
 Sections: factory, readers, engine, end to end through gradio_client, memory. Every table sets
 modelkit against a baseline measured side by side in the same run, with a ratio column and a
@@ -40,13 +40,13 @@ VERSIONS = ["torch", "torchvision", "gradio", "gradio_client", "numpy", "pillow"
 class Settings:
     """How hard each benchmark works: --quick for a smoke run, the default for the report."""
 
-    factory_build_repeats: int = 7
+    factory_build_repeats: int = 9
     factory_repeats: int = 3
-    io_repeat: int = 3
+    io_repeat: int = 5
     io_small: bool = False
-    engine_repeats: int = 11
-    e2e_repeats: int = 10
-    e2e_starts: int = 2
+    engine_repeats: int = 21
+    e2e_repeats: int = 20
+    e2e_starts: int = 3
     cycle: bool = True
 
 
@@ -185,7 +185,7 @@ def machine() -> dict[str, str]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "CPU": f"{_cpu_model()}, {os.cpu_count()} cores ({usable} usable), "
-        f"torch uses {torch.get_num_threads()} threads",
+        f"torch threads per process: {torch.get_num_threads()}",
         "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "GPU": gpu,
         "Python": platform.python_version(),
@@ -252,13 +252,13 @@ def _caveats(quick: bool, load: tuple[tuple[float, ...], ...], command: str) -> 
             "- **This is a --quick run:** small inputs and few repeats; the reader memory "
             "multiples are dominated by fixed allocations. Use the full run for conclusions."
         )
-    peak, cores = max(load[0] + load[1]), os.cpu_count() or 1
+    peak, cores = max(load[0][0], load[1][0]), os.cpu_count() or 1  # the 1-minute averages
     if peak > cores:
         out.append(
-            f"- **This run was overloaded:** the load average reached {peak:.1f} on {cores} "
-            "cores, so every process waited for a core; absolute times are several times those "
-            "of an idle machine and single ratios can flip. Trust ratios that agree across "
-            "tables, and rerun on a quiet machine for absolute numbers."
+            f"- **This run was overloaded:** the 1-minute load average reached {peak:.1f} on "
+            f"{cores} cores, so every process waited for a core; absolute times are several "
+            "times those of an idle machine and single ratios can flip. Trust ratios that agree "
+            "across tables, and rerun on a quiet machine for absolute numbers."
         )
     if "--threads 1" in command:
         out.append(

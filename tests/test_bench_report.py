@@ -94,7 +94,10 @@ def test_report_has_header_headlines_and_sections_in_order(monkeypatch):
     assert "- **RAM:** 24 GiB" in text
     assert "1.00, 2.00, 3.00 at the start" in text
     assert "This is a --quick run" in text
-    assert "This run was overloaded:** the load average reached 3.0 on 2 cores" in text
+    assert "This run was overloaded:** the 1-minute load average reached 1.0" not in text
+    overloaded = render(report, info, "cmd", datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC),
+                        1.0, ((3.0, 1.0, 1.0), (0.5,) * 3))  # fmt: skip
+    assert "overloaded:** the 1-minute load average reached 3.0 on 2 cores" in overloaded
     assert "- **Engine:** engine within 1.10x" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     numbered = [h for h in headings if h[3].isdigit()]
