@@ -283,8 +283,9 @@ class Image:
         if command.startswith("useradd "):
             return
         assert command.startswith("pip install "), f"extend the test for RUN {command!r}"
-        if not (self.root / "home/user/.local/bin/python").exists():
-            subprocess.run([self.python, "-m", "venv", self.env["HOME"] + "/.local"], check=True)
+        prefix = Path(self.env["HOME"]) / ".local"  # where `pip install --user` installs
+        if not (prefix / "bin/python").exists():
+            subprocess.run([self.python, "-m", "venv", str(prefix)], check=True)
         command = re.sub(r"(?<!\S)--(user|no-cache-dir)(?!\S)", "", command)
         env = {**self.env, **self.args, **host_pip_settings()}
         start = time.monotonic()
