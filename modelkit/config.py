@@ -25,7 +25,7 @@ def adapt_stats(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The input a model expects: ``input_size`` is (in_chans, H, W); mean/std have in_chans items."""
+    """What a model eats: ``input_size`` is (in_chans, H, W); mean/std have in_chans items."""
 
     input_size: tuple[int, int, int] = (3, 224, 224)
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -33,7 +33,7 @@ class DataConfig:
     interpolation: str = "bilinear"  # "bilinear" | "bicubic" | "nearest"
     crop_pct: float = 0.875  # resize the shorter side to size / crop_pct, then centre-crop size
     crop_mode: str = "center"
-    resize_size: int | None = None  # explicit resize (torchvision's resize_size); wins over crop_pct
+    resize_size: int | None = None  # explicit resize (torchvision's); wins over crop_pct
 
     @property
     def in_chans(self) -> int:

@@ -9,7 +9,7 @@ class ModelkitError(Exception):
 
 
 class ConfigError(ModelkitError, ValueError):
-    """An argument or setting has a value that cannot work (names the argument, the value, the fix)."""
+    """A setting has a value that cannot work (names the argument, the value, the fix)."""
 
 
 class UnknownModelError(ConfigError):

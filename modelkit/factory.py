@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from modelkit.config import DataConfig, PretrainedCfg, adapt_stats
-from modelkit.errors import ConfigError, WeightsLoadError
+from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
 from modelkit.features import (
     FamilySpec,
     FeatureInfo,
@@ -170,8 +170,14 @@ def _meta_facts(arch: str, frozen_kwargs: tuple) -> tuple[int, tuple]:
     """(parameter count, feature levels) of an architecture, without allocating weights."""
     entry = get_entry(arch)
     kwargs = dict(frozen_kwargs)
-    with _params_on_meta():
-        model = entry.builder(**kwargs)
+    try:
+        with _params_on_meta():
+            model = entry.builder(**kwargs)
+    except Exception as exc:  # a registered builder that is broken: say which model, go on
+        raise ModelkitError(
+            f"The model {arch!r} could not be built ({type(exc).__name__}: {exc}). "
+            "Choose another model."
+        ) from exc
     model = model.to("meta").eval()
     params = sum(p.numel() for p in model.parameters())
     spec = entry.family

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import socket
 import tempfile
 import urllib.error
@@ -58,10 +59,17 @@ def load_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             sd = load_safetensors(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, pickled code: all unusable for us
+    except Exception as exc:  # corrupt, truncated, not a checkpoint, or pickled code
+        text = str(exc).strip()
+        if "unsupported GLOBAL" in text:  # torch's weights_only refusal of a code reference
+            detail = "it holds Python objects besides tensors, which are never loaded"
+        elif isinstance(exc, pickle.UnpicklingError):  # torch's text would advise unsafe loading
+            detail = "it is not a PyTorch or safetensors checkpoint"
+        else:
+            detail = f"{type(exc).__name__}: {text.splitlines()[0][:160] if text else ''}"
         raise WeightsLoadError(
-            f"Could not read weights file {path}: {type(exc).__name__}: {str(exc)[:200]}. "
-            "The file may be corrupt or incomplete: delete it and get it again."
+            f"Could not read weights file {path}: {detail}. The file may be corrupt, incomplete "
+            "or not a plain checkpoint: delete it and get it again."
         ) from exc
     return unwrap_state_dict(sd, str(path))
 

@@ -16,14 +16,17 @@ Public API::
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from modelkit.errors import ConfigError
+from modelkit.errors import ConfigError, ModelkitError
 from modelkit.factory import model_info
 from modelkit.io import ImageArray
 from modelkit.registry import list_models
+
+log = logging.getLogger(__name__)
 
 SEARCH_HEADERS = ["model", "family", "params (M)", "top-1 %", "weights"]
 SORTS = {"name": "name", "accuracy": "acc1", "size": "params_m"}
@@ -51,7 +54,11 @@ def search_models(
     names = [n for n in names if all(fnmatch.fnmatchcase(n.lower(), t) for t in terms)]
     rows = []
     for name in names:
-        info = model_info(name)
+        try:
+            info = model_info(name)
+        except ModelkitError as exc:  # one broken registered model must not hide the others
+            log.warning("search skips %s: %s", name, exc)
+            continue
         if on_disk and not info["weights_on_disk"]:
             continue
         rows.append({

@@ -73,11 +73,6 @@ def test_a_model_that_fails_to_build(client):
         still_serving(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ui.search_models stops at the first model whose factory.model_info raises, so one "
-    "broken registered model makes every search that lists it fail (lead's files)",
-)
 def test_search_lists_the_others_beside_a_broken_model(client):
     found = client.predict("resnet", False, False, "", "name", api_name="/search_models")
     assert "resnet18" in [m["name"] for m in found]
@@ -218,12 +213,6 @@ def test_result_cache_faults_while_serving(server, client):
     assert not any(mark in line for line in warnings for mark in ("Traceback",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="modelkit/pretrained.py load_file quotes torch's own text, which is cut mid-sentence "
-    "and tells the user to re-run torch.load with weights_only=False (unsafe advice); the lead "
-    "owns that file",
-)
 def test_the_corrupt_weights_message_gives_no_unsafe_advice(tmp_path):
     from modelkit.errors import WeightsLoadError
     from modelkit.pretrained import load_file
