@@ -5,7 +5,6 @@ Screenshots go to artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ if not CHROMIUM.exists():
     )
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from test_app import ASSETS, ROOT, start_app  # noqa: E402
+from app_server import ASSETS, ROOT, start_app  # noqa: E402
 
 ARTIFACTS = ROOT / "artifacts"
 ARGS = [
@@ -36,20 +35,16 @@ ARGS = [
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
-    proc, url = start_app(tmp)
+    server = start_app(tmp)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
-        page.goto(url)
+        page.goto(server.url)
         yield page
         browser.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server.stop()
 
 
 def shot(page, name: str) -> None:
