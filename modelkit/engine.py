@@ -27,7 +27,9 @@ adaptations, model_cache_hit, result_cache_hit, timings.
 ``Timings``: load_ms, preprocess_ms, forward_ms, total_ms.
 
 Feature maps are rounded through float16 (the form the result cache keeps them in), so a
-cache hit returns exactly what a fresh run does. One built classifier serves both calls
+cache hit returns exactly what a fresh run does. Results of a model with random parts (not
+pretrained, a new head, random extra input filters) are never cached: nothing is seeded, so a
+rebuilt model answers differently. One built classifier serves both calls
 (``forward_intermediates``), so asking for predictions then features loads the weights once.
 A CUDA out-of-memory error empties the model cache and retries once.
 """
@@ -52,6 +54,7 @@ from modelkit.device import (
     resolve_precision,
 )
 from modelkit.errors import ConfigError, DeviceError, ModelkitError
+from modelkit.factory import random_parts
 from modelkit.io import ImageArray
 from modelkit.model_cache import ModelCache, ModelKey
 from modelkit.result_cache import ResultCache, hash_data, result_key
@@ -187,7 +190,10 @@ def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_
     )
     items, is_batch = _as_list(image)
     cache_key = None
-    if use_result_cache and result_cache is not None:
+    # random weights are redrawn on every build: their results must not outlive the model
+    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans,
+                          key.in_chans_init, with_head=kind == "predict")  # fmt: skip
+    if use_result_cache and result_cache is not None and not random:
         settings = key.to_dict() | extra | {"channels": kw["channels"], "scaling": kw["scaling"]}
         cache_key = result_key(kind, _input_hash(items, image_bytes), settings)
     return _Run(key, items, is_batch, cache_key, started)

@@ -268,6 +268,32 @@ def _check_args(num_classes, in_chans, global_pool, drop_rate) -> None:
         raise ConfigError(f"drop_rate={drop_rate!r} is not valid; use a number from 0 up to 1.")
 
 
+def random_parts(
+    name: str,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    in_chans_init: str = "repeat",
+    with_head: bool = True,
+) -> list[str]:
+    """Which parts ``create_model`` would initialise at random with these settings (without
+    building anything); empty when two builds give the same outputs.
+
+    Nothing is seeded, so a rebuild draws new random weights: callers that cache results (the
+    engine's disk cache) must not keep results of such a model. ``with_head=False`` is for
+    feature maps, which never pass through the classifier. Registered checkpoints are 3-channel.
+    """
+    if not pretrained:
+        return ["all weights"]
+    parts = []
+    if in_chans_init == "random" and in_chans is not None and in_chans > 3:
+        parts.append(f"first-conv filters for channels 3 to {in_chans - 1}")
+    cfg = get_pretrained_cfg(name)
+    if with_head and num_classes is not None and num_classes not in (0, cfg.num_classes):
+        parts.append(f"head for {num_classes} classes")
+    return parts
+
+
 def create_model(
     name: str,
     pretrained: bool = False,

@@ -29,6 +29,17 @@ def chelsea():
     return buf.getvalue(), read_image(buf.getvalue(), "chelsea.png")
 
 
+@pytest.fixture
+def resnet18_here(monkeypatch, tmp_path, fabricate):
+    """resnet18's default weights 'on this machine': a fabricated checkpoint in the hub cache,
+    so pretrained=True gives the same weights on every build (results may be cached)."""
+    path, _ = fabricate("resnet18")
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    path.rename(hub / "checkpoints" / "resnet18-f37072fd.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+
+
 def small(seed=0, n=1, c=3, size=64):
     return torch.randn(n, c, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -93,10 +104,10 @@ def test_one_model_serves_predictions_and_features(caches):
         assert np.all(np.diff(lv["channel_mean"][lv["channel_rank"]]) <= 0)
 
 
-def test_features_hit_equals_fresh(caches):
+def test_features_hit_equals_fresh(caches, resnet18_here):
     x = small(2)
-    fresh = engine.features(x, "resnet18", out_indices=(0, 2), **caches)
-    hit = engine.features(x, "resnet18", out_indices=(0, 2), **caches)
+    fresh = engine.features(x, "resnet18", pretrained=True, out_indices=(0, 2), **caches)
+    hit = engine.features(x, "resnet18", pretrained=True, out_indices=(0, 2), **caches)
     assert not fresh.result_cache_hit and hit.result_cache_hit
     for a, b in zip(fresh.levels, hit.levels, strict=True):
         assert {k: a[k] for k in ("index", "module", "channels", "reduction")} == {
@@ -104,7 +115,7 @@ def test_features_hit_equals_fresh(caches):
         }
         for k in ("array", "channel_mean", "channel_rank"):
             np.testing.assert_array_equal(a[k], b[k])
-    other = engine.features(x, "resnet18", out_indices=(0,), **caches)  # other levels: miss
+    other = engine.features(x, "resnet18", pretrained=True, out_indices=(0,), **caches)  # miss
     assert not other.result_cache_hit and len(other.levels) == 1
 
 
@@ -163,13 +174,33 @@ def test_bf16_on_cpu_close_to_fp32(caches):
     np.testing.assert_allclose(bf16.logits, fp32.logits, atol=0.25)
 
 
-def test_request_succeeds_when_result_cache_is_unusable(tmp_path):
+def test_request_succeeds_when_result_cache_is_unusable(tmp_path, resnet18_here):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     broken = ResultCache(blocker / "cache")
-    p = engine.predict(small(), "resnet18", num_classes=3, result_cache=broken,
+    p = engine.predict(small(), "resnet18", pretrained=True, result_cache=broken,
                        model_cache=ModelCache())  # fmt: skip
-    assert p.logits.shape == (3,) and not p.result_cache_hit and broken.errors >= 1
+    assert p.logits.shape == (1000,) and not p.result_cache_hit and broken.errors >= 1
+
+
+def test_results_of_random_weights_are_not_cached(caches, chelsea, monkeypatch):
+    """Nothing is seeded: a rebuilt random model answers differently, so its results are not
+    kept; with a new head only the predictions are random, the feature maps are cached."""
+    x, results, kept = small(6), caches["result_cache"], []
+    store = results.set
+    monkeypatch.setattr(results, "set", lambda key, *a: kept.append(key) or store(key, *a))
+    for _ in range(2):
+        p = engine.predict(x, "resnet18", num_classes=3, **caches)
+        f = engine.features(x, "resnet18", out_indices=[1], **caches)
+        assert not p.result_cache_hit and not f.result_cache_hit
+    assert kept == []
+    data, image = chelsea
+    new_head = {"pretrained": True, "num_classes": 7, "image_bytes": data, **caches}
+    for attempt in range(2):
+        p = engine.predict(image, "efficientnet_lite0", **new_head)
+        f = engine.features(image, "efficientnet_lite0", out_indices=[0], **new_head)
+        assert not p.result_cache_hit and f.result_cache_hit == (attempt == 1)
+    assert len(kept) == 1
 
 
 class OomOnce(nn.Module):
@@ -209,14 +240,14 @@ def test_unknown_setting_is_a_config_error(caches):
         engine.predict(small(), "resnet18", in_chan=4, **caches)
 
 
-def test_incomplete_stored_result_is_a_miss(caches, monkeypatch):
+def test_incomplete_stored_result_is_a_miss(caches, monkeypatch, resnet18_here):
     x = small(5)
-    fresh = engine.predict(x, "resnet18", num_classes=3, **caches)
+    fresh = engine.predict(x, "resnet18", pretrained=True, **caches)
     results = caches["result_cache"]
     monkeypatch.setattr(results, "get", lambda key: ({"categories": None}, {}))
-    again = engine.predict(x, "resnet18", num_classes=3, **caches)
+    again = engine.predict(x, "resnet18", pretrained=True, **caches)
     assert not again.result_cache_hit and again.model_cache_hit
     np.testing.assert_array_equal(again.logits, fresh.logits)
     monkeypatch.setattr(results, "get", lambda key: ({"levels": [{"index": 1}]}, {}))
-    f = engine.features(x, "resnet18", num_classes=3, out_indices=[1], **caches)
+    f = engine.features(x, "resnet18", pretrained=True, out_indices=[1], **caches)
     assert not f.result_cache_hit and f.levels[0]["channels"] == 64

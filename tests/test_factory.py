@@ -104,3 +104,37 @@ def test_meta_build_in_one_thread_leaves_real_builds_in_others_alone():
     assert model(torch.zeros(1, 5, 64, 64)).shape == (1, 3)
     assert inside[0].weight.is_meta
     assert nn.Module.register_parameter is original  # removed once no thread needs it
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"pretrained": True},
+        {"pretrained": True, "in_chans": 5},
+        {"pretrained": True, "in_chans": 2, "in_chans_init": "random"},
+        {"pretrained": True, "in_chans": 5, "in_chans_init": "random"},
+        {"pretrained": True, "num_classes": 7},
+        {"pretrained": True, "num_classes": 1000},
+        {"pretrained": False},
+    ],
+)
+def test_random_parts_says_when_two_builds_differ(settings):
+    """random_parts (used to keep random results out of the disk cache) against real builds:
+    two builds under different seeds agree exactly when it names no random part."""
+    from modelkit.factory import random_parts
+
+    x = torch.randn(
+        1, settings.get("in_chans", 3), 64, 64, generator=torch.Generator().manual_seed(0)
+    )
+    outs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = create_model("efficientnet_lite0", **settings)
+        with torch.inference_mode():
+            outs.append((model(x), model.forward_features(x)))
+    (logits_a, maps_a), (logits_b, maps_b) = outs
+    named = {k: v for k, v in settings.items() if k != "pretrained"}
+    parts = random_parts("efficientnet_lite0", settings["pretrained"], **named)
+    assert bool(parts) == (not torch.equal(logits_a, logits_b))
+    body = random_parts("efficientnet_lite0", settings["pretrained"], **named, with_head=False)
+    assert bool(body) == (not torch.equal(maps_a, maps_b))
