@@ -151,10 +151,12 @@ def _band_choices(image: ImageArray) -> list[tuple[str, str]]:
 
 
 @guarded
-def on_upload(file):
+def on_upload(file, progress=gr.Progress()):  # noqa: B008 (gradio fills a Progress default in)
     if not file:  # cleared: wait for the next file
         return {status: ""}
+    progress(0.1, desc=f"Reading {Path(file).name}")
     image = load_image(file)
+    progress(0.6, desc="Drawing the preview and the band thumbnails")
     presets = display.band_presets(image)
     bands = (
         list(next(iter(presets.values()))) if presets else list(range(min(3, image.num_channels)))
@@ -255,11 +257,35 @@ def _downloads(setup: ui.Setup, rows: list[dict], levels: list[dict]) -> list[st
     ]
 
 
+def _model_key(setup: ui.Setup):
+    from modelkit.engine import model_key
+
+    kw = _engine_kwargs(setup, None)
+    return model_key(kw.pop("model"), **{k: v for k, v in kw.items() if k != "image"})
+
+
+def _model_step(setup: ui.Setup) -> str:
+    """What the first model step will do: a first use builds and loads weights (the slow part)."""
+    from modelkit.engine import default_model_cache
+
+    if _model_key(setup) in default_model_cache():
+        return f"Running {setup.name}"
+    weights = " and loading its weights" if setup.pretrained else ""
+    return f"Building {setup.name}{weights} (first use; later runs are faster)"
+
+
 @guarded
-def on_run(file, *form):
-    image, setup = load_image(file), make_setup(*form)
+def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
+           scaling, device, precision, progress=gr.Progress()):  # noqa: B008  # fmt: skip
+    progress(0.05, desc="Reading the image")
+    image = load_image(file)
+    setup = make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
+                       scaling, device, precision)  # fmt: skip
+    progress(0.15, desc=_model_step(setup))
     result = run_predict(setup, image)
+    progress(0.6, desc="Computing the feature maps")
     levels = list(_field(run_features(setup, image), "levels"))
+    progress(0.8, desc="Drawing the charts")
     rows = _top_rows(result)
     head_new = bool(_field(result, "head_is_random"))
     chart = viz.topk_figure([r["label"] for r in rows], [r["probability"] for r in rows])
@@ -284,16 +310,9 @@ def on_weights(last):
     if not last:
         raise ConfigError("Run a model first; then its adapted weights can be downloaded.")
     setup = ui.Setup(**last["setup"])
-    from modelkit.device import resolve_device
     from modelkit.engine import default_model_cache
-    from modelkit.model_cache import ModelKey
 
-    key = ModelKey(
-        name=setup.name, pretrained=setup.pretrained, num_classes=setup.num_classes,
-        in_chans=setup.in_chans, device=str(resolve_device(setup.device)),
-        precision=setup.precision,
-    )  # fmt: skip
-    model, _ = default_model_cache().get(key)
+    model, _ = default_model_cache().get(_model_key(setup))
     meta = {"model": setup.name, "in_chans": model.data_config.in_chans}
     data = exports.weights_safetensors(model, meta)
     return "", str(EXPORTS.write(f"{setup.model}-adapted.safetensors", data))

@@ -59,7 +59,7 @@ from modelkit.io import ImageArray
 from modelkit.model_cache import ModelCache, ModelKey
 from modelkit.result_cache import ResultCache, hash_data, result_key
 
-__all__ = ["Features", "Prediction", "Timings", "features", "predict"]
+__all__ = ["Features", "Prediction", "Timings", "features", "model_key", "predict"]
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +172,12 @@ class _Run:
     model_cache_hit: bool = False
 
 
-def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> _Run:
-    started = time.perf_counter()
-    configure_cpu_threads()
+def model_key(model: str, **settings) -> ModelKey:
+    """The model cache's key for ``model`` with these settings (those of predict/features)."""
+    kw = _common(**settings)
     dev = resolve_device(kw["device"])
     resolve_precision(kw["precision"], dev)  # refuse impossible precisions before any work
-    key = ModelKey(
+    return ModelKey(
         name=model,
         pretrained=bool(kw["pretrained"]),
         num_classes=kw["num_classes"],
@@ -188,6 +188,12 @@ def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_
         device=str(dev),
         precision=str(kw["precision"] or "fp32").lower(),
     )
+
+
+def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> _Run:
+    started = time.perf_counter()
+    configure_cpu_threads()
+    key = model_key(model, **{k: kw[k] for k in SETTINGS})
     items, is_batch = _as_list(image)
     cache_key = None
     # random weights are redrawn on every build: their results must not outlive the model
