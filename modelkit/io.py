@@ -325,7 +325,8 @@ def read_pillow(data: bytes, filename: str, kind: str, limits: ReadLimits):
         notes.append("1-bit image read as 0/255.")
     elif img.mode == "PA":
         img = img.convert("RGBA")
-    array = np.asarray(img)
+    array = pillow_pixels(img)
+    img.close()
     if img.mode == "I" and array.size and array.min() >= 0 and array.max() <= 65535:
         array = array.astype(np.uint16)  # a 16-bit grayscale PNG that Pillow widened to int32
     elif img.mode.startswith("I;16"):
@@ -335,6 +336,24 @@ def read_pillow(data: bytes, filename: str, kind: str, limits: ReadLimits):
         return array[None], original_shape, "YX", notes
     axes = "YXS"
     return np.moveaxis(array, -1, 0), original_shape, axes, notes
+
+
+def pillow_pixels(img: Image.Image, strip_bytes: int = 1 << 20) -> np.ndarray:
+    """np.asarray(img), copied out in strips of rows.
+
+    np.asarray goes through img.tobytes(), which holds the whole image twice more (its chunks
+    and their join) beside Pillow's own buffer: 3.3x the array at peak for a photo. Strips
+    keep that to Pillow's buffer plus the array (2.3x: Pillow stores RGB at 4 bytes a pixel)."""
+    width, height = img.size
+    if height == 0 or width == 0:
+        return np.asarray(img)
+    first = np.asarray(img.crop((0, 0, width, 1)))
+    out = np.empty((height, *first.shape[1:]), dtype=first.dtype)
+    rows = max(1, strip_bytes // max(1, first.nbytes))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        out[top:bottom] = np.asarray(img.crop((0, top, width, bottom)))
+    return out
 
 
 def read_png16(data: bytes, filename: str, limits: ReadLimits):

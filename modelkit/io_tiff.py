@@ -75,7 +75,9 @@ def read_tiff(data: bytes, filename: str, limits: ReadLimits):
         band_names = find_band_names(tif, first, axes, shape)
         if tif.is_ome and 'FileName="' in (tif.ome_metadata or ""):
             notes.append("The OME metadata names other files; only this file's pixels are read.")
-        array = first.asarray()
+        # read the compressed data in small passes (tifffile's default is 256 MB at once, a
+        # second copy of the file beside the decoded array); no slower in bench/bench_io.py
+        array = first.asarray(buffersize=READ_BUFFER_BYTES)
     notes.extend(f"The TIFF reader warned: {w}" for w in dict.fromkeys(warned))
     return to_chw(array, axes, notes), shape, axes, band_names, notes
 
@@ -83,6 +85,7 @@ def read_tiff(data: bytes, filename: str, limits: ReadLimits):
 # bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, ..., IFD8)
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
                16: 8, 17: 8, 18: 8}  # fmt: skip
+READ_BUFFER_BYTES = 4 << 20
 MAX_PAGES = 65536  # more pages than this is refused (channels are capped far lower anyway)
 
 

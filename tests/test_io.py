@@ -464,3 +464,15 @@ def test_animated_gif_reads_first_frame_as_rgb():
     expected = np.asarray(frames[0].convert("RGB"))
     np.testing.assert_array_equal(img.data, np.moveaxis(expected, -1, 0))
     assert any("2 frames" in n for n in img.notes)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I", "I;16", "F", "LA"])
+def test_pillow_pixels_in_strips_equal_asarray(mode):
+    from modelkit.io import pillow_pixels
+
+    values = np.random.default_rng(1).integers(0, 255, (37, 23, 4), dtype=np.uint8)
+    img = Image.fromarray(values, "RGBA").convert(mode)
+    for strip in (1, 100, 1 << 20):  # a row per strip (or less), a few rows, all at once
+        out = pillow_pixels(img, strip_bytes=strip)
+        np.testing.assert_array_equal(out, np.asarray(img))
+        assert out.dtype == np.asarray(img).dtype and out.flags.writeable
