@@ -232,10 +232,11 @@ def collect(repeat: int = 5, small: bool = False) -> list[Table]:
         text += f"{base['peak'] / base['decoded']:.2f}x."
         if kind == "jpeg":
             text += (
-                " Pillow holds an RGB image at 4 bytes a pixel (1.33x the array) and "
-                "numpy.asarray copies it out (1x more): 2.33x before the resize starts. Reaching "
-                "2x would take a decoder that downscales while decoding (Pillow's JPEG draft "
-                "mode), which changes the pixels."
+                " Pillow holds an RGB image at 4 bytes a pixel (1.33x the array) while it is "
+                "copied out (1x more, in strips): 2.33x is the floor with Pillow. Reaching 2x "
+                "would take a decoder that writes into the final array (e.g. "
+                "torchvision.io.decode_jpeg) or one that downscales while decoding (Pillow's "
+                "draft mode, which changes the pixels)."
             )
         peak.notes.append(text)
     return [timing, peak]
