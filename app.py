@@ -132,8 +132,7 @@ def on_search(query, pretrained_only, on_disk, family, sort, current):
 @guarded
 def on_model(name):
     info = model_info(name)
-    levels = [(f"{lv['index']} · {lv['module']} ({lv['channels']} ch, /{lv['reduction']})",
-               str(lv["index"])) for lv in info["feature_levels"]]  # fmt: skip
+    levels = [ui.level_choice(lv) for lv in info["feature_levels"]]
     return (
         "",
         ui.model_card(info),
@@ -445,8 +444,9 @@ with gr.Blocks(title="modelkit") as demo:
         num_classes = gr.Textbox(
             label="num_classes", placeholder="empty: the pretrained head", elem_id="mk-classes"
         )
+    # a row of its own: a ViT has 24 levels, which then take a few lines, not 24
+    levels = gr.CheckboxGroup(label="Feature levels (out_indices)", elem_id="mk-levels")
     with gr.Row():
-        levels = gr.CheckboxGroup(label="Feature levels (out_indices)", scale=3)
         top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k", scale=1)
         scaling = gr.Dropdown(list(SCALINGS), value="auto", label="Scaling", scale=1)
         device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device", scale=1)

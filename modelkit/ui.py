@@ -255,3 +255,13 @@ def level_summary(level: dict, shape: Sequence[int]) -> str:
         f"**Level {level['index']}** · `{level['module']}` · {c} channels × {h} × {w} · "
         f"stride {level['reduction']}"
     )
+
+
+def level_choice(level: dict) -> tuple[str, str]:
+    """(label, value) of a feature level's checkbox: short enough that many fit on a line
+    (a ViT has 24). The module's last name part stands for it unless that is a bare number."""
+    last = level["module"].rsplit(".", 1)[-1]
+    name = level["module"] if last.isdigit() else last
+    return f"{level['index']} · {name} ({level['channels']} ch, /{level['reduction']})", str(
+        level["index"]
+    )

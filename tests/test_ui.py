@@ -26,6 +26,7 @@ from modelkit.snippet import make_snippet
 from modelkit.ui import (
     Setup,
     image_summary,
+    level_choice,
     level_summary,
     model_card,
     parse_indices,
@@ -147,6 +148,15 @@ def test_notes():
     assert level_summary(level, (1, 40, 28, 28)) == (
         "**Level 2** · `blocks.2` · 40 channels × 28 × 28 · stride 8"
     )
+
+
+def test_level_choices_are_short_and_keep_numbered_modules_whole():
+    vit = model_info("vit_b_16")["feature_levels"]
+    assert level_choice(vit[11]) == ("11 · encoder_layer_11 (768 ch, /16)", "11")
+    lite = model_info("efficientnet_lite0")["feature_levels"]
+    assert all(level_choice(lv)[0].split(" · ")[1].split(" (")[0] == lv["module"]
+               for lv in lite if lv["module"].rsplit(".", 1)[-1].isdigit())  # fmt: skip
+    assert [level_choice(lv)[1] for lv in lite] == [str(lv["index"]) for lv in lite]
 
 
 def test_snippet_runs_and_reproduces_the_prediction(capsys):
