@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("MODELKIT_OFFLINE", "1")
 
+sys.path.insert(0, str(ROOT / "tests"))
+from app_server import AppServer, call, start_app  # noqa: E402
 from benchtable import Table, percentile, print_tables  # noqa: E402
 
 MODEL = "efficientnet_lite0"
@@ -44,50 +45,14 @@ MIB = 2**20
 SETTLE_S = 0.3
 
 
-# --- the server ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# --- the server (started as the tests start it) --------------------------------------------------
+START_TIMEOUT_S = 300  # a loaded 2-core machine can take minutes to warm every model's facts
 
 
-def start_server(tmp: Path, device: str) -> tuple[subprocess.Popen, str]:
+def start_server(tmp: Path, device: str) -> AppServer:
     """``python app.py`` on a free loopback port, offline, caches and uploads under ``tmp``."""
-    port = _free_port()
-    env = dict(
-        os.environ,
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_TEMP_DIR=str(tmp / "gradio"),
-        MODELKIT_CACHE_DIR=str(tmp / "cache"),
-        MODELKIT_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""  # the app picks its device itself ("auto")
-    log = open(tmp / "app.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the app exited: " + (tmp / "app.log").read_text()[-3000:])
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("the app did not start in 300 s: " + (tmp / "app.log").read_text()[-3000:])
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    env = {"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}  # else the app picks ("auto")
+    return start_app(tmp, env=env, start_timeout_s=START_TIMEOUT_S)
 
 
 def rss(pid: int) -> int:
@@ -109,12 +74,7 @@ def settle_rss(pid: int, seconds: float = 2.0) -> int:
 
 
 def remote(client, name: str, top_k: int) -> dict:
-    from gradio_client import handle_file
-
-    return client.predict(
-        handle_file(str(ROOT / "assets" / name)), MODEL, True, IMAGES[name], "", None, "",
-        top_k, "auto", api_name="/predict",
-    )  # fmt: skip
+    return call(client, name, model=MODEL, in_chans=IMAGES[name], top_k=top_k)
 
 
 # --- the baselines in this process --------------------------------------------------------------
@@ -270,18 +230,18 @@ def measure(repeats: int = 10, starts: int = 1, device: str = "cpu") -> dict:
             local.prepared(name)
         for start in range(starts):
             (tmp / f"server-{start}").mkdir()
-            proc, url = start_server(tmp / f"server-{start}", device)
+            server = start_server(tmp / f"server-{start}", device)
             try:
-                client = Client(url, verbose=False)
-                memory["idle"].append(settle_rss(proc.pid))
+                client = Client(server.url, verbose=False)
+                memory["idle"].append(settle_rss(server.proc.pid))
                 local.reset()
                 cold(client, local, times)
-                memory["after cold"].append(rss(proc.pid))
+                memory["after cold"].append(server.rss())
                 if start == 0:
                     steady(client, local, times, repeats)
-                    memory["after all"].append(settle_rss(proc.pid))
+                    memory["after all"].append(settle_rss(server.proc.pid))
             finally:
-                stop_server(proc)
+                server.stop()
     return {"times": times, "memory": memory, "plain": plain_process_rss(device)}
 
 

@@ -1,4 +1,5 @@
-"""Start the real app (``python app.py``) on a free loopback port for tests, and talk to it.
+"""Start the real app (``python app.py``) on a free loopback port for tests (and
+bench/bench_e2e.py), and talk to it.
 
 ``start_app(tmp)`` gives an :class:`AppServer` whose temp, export and result-cache folders lie in
 ``tmp`` and which never downloads (``MODELKIT_OFFLINE=1``). ``prelude`` is Python run in the
@@ -68,7 +69,12 @@ class AppServer:
             self.proc.wait(timeout=20)
 
 
-def start_app(tmp: Path, env: dict[str, str] | None = None, prelude: str = "") -> AppServer:
+def start_app(
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    prelude: str = "",
+    start_timeout_s: float = START_TIMEOUT_S,
+) -> AppServer:
     """The app on a free loopback port, folders in ``tmp``, offline; returns once it listens."""
     port = free_port()
     (tmp / "private").mkdir(parents=True, exist_ok=True)
@@ -90,7 +96,7 @@ def start_app(tmp: Path, env: dict[str, str] | None = None, prelude: str = "") -
     log = open(tmp / "app.log", "w")  # noqa: SIM115 (the child holds it; closed with the process)
     proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = AppServer(proc, f"http://127.0.0.1:{port}/", tmp)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("the app exited:\n" + server.log()[-3000:])
@@ -100,7 +106,7 @@ def start_app(tmp: Path, env: dict[str, str] | None = None, prelude: str = "") -
         except OSError:
             time.sleep(0.5)
     server.stop()
-    raise RuntimeError(f"the app did not start in {START_TIMEOUT_S} s:\n" + server.log()[-3000:])
+    raise RuntimeError(f"the app did not start in {start_timeout_s} s:\n" + server.log()[-3000:])
 
 
 def api_args(
