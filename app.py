@@ -259,8 +259,9 @@ def _downloads(setup: ui.Setup, rows: list[dict], levels: list[dict]) -> list[st
 def _model_key(setup: ui.Setup):
     from modelkit.engine import model_key
 
-    kw = _engine_kwargs(setup, None)
-    return model_key(kw.pop("model"), **{k: v for k, v in kw.items() if k != "image"})
+    kw = _engine_kwargs(setup, image=None)
+    del kw["image"]
+    return model_key(kw.pop("model"), **kw)
 
 
 def _model_step(setup: ui.Setup) -> str:

@@ -174,7 +174,10 @@ class _Run:
 
 def model_key(model: str, **settings) -> ModelKey:
     """The model cache's key for ``model`` with these settings (those of predict/features)."""
-    kw = _common(**settings)
+    return _key(model, _common(**settings))
+
+
+def _key(model: str, kw: dict) -> ModelKey:
     dev = resolve_device(kw["device"])
     resolve_precision(kw["precision"], dev)  # refuse impossible precisions before any work
     return ModelKey(
@@ -193,7 +196,7 @@ def model_key(model: str, **settings) -> ModelKey:
 def _start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> _Run:
     started = time.perf_counter()
     configure_cpu_threads()
-    key = model_key(model, **{k: kw[k] for k in SETTINGS})
+    key = _key(model, kw)
     items, is_batch = _as_list(image)
     cache_key = None
     # random weights are redrawn on every build: their results must not outlive the model

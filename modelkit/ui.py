@@ -262,6 +262,5 @@ def level_choice(level: dict) -> tuple[str, str]:
     (a ViT has 24). The module's last name part stands for it unless that is a bare number."""
     last = level["module"].rsplit(".", 1)[-1]
     name = level["module"] if last.isdigit() else last
-    return f"{level['index']} · {name} ({level['channels']} ch, /{level['reduction']})", str(
-        level["index"]
-    )
+    label = f"{level['index']} · {name} ({level['channels']} ch, /{level['reduction']})"
+    return label, str(level["index"])
