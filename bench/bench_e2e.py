@@ -8,7 +8,7 @@ TIFF (in_chans=13). Side by side, in this process, the same work with two baseli
 
 - bare: the lite model built by hand (constructor + torch.load + load_state_dict; the 13-band
   stem weights repeated over the bands) and ``model(x)`` on the already preprocessed tensor;
-- in-process: ``read_image(bytes)`` + ``modelkit.engine.predict`` with its own caches.
+- in-process: ``read_image(bytes)`` + ``modelkit.runtime.engine.predict`` with its own caches.
 
 Phases: cold (first request: the model is built; once per server start), warm (model cached, the
 result cache misses because every request asks for a new top_k) and cached (the same request
@@ -105,10 +105,10 @@ class InProcess:
     def __init__(self, tmp: Path, device: str):
         import torch
 
-        from modelkit.io import read_image
-        from modelkit.model_cache import ModelCache
-        from modelkit.preprocess import preprocess
-        from modelkit.result_cache import ResultCache
+        from modelkit.images.preprocess import preprocess
+        from modelkit.images.read import read_image
+        from modelkit.runtime.model_cache import ModelCache
+        from modelkit.runtime.result_cache import ResultCache
 
         self.torch, self.device, self.tmp = torch, device, tmp
         self.read_image, self.preprocess = read_image, preprocess
@@ -132,7 +132,7 @@ class InProcess:
             self.torch.cuda.synchronize()
 
     def engine(self, name: str, top_k: int):
-        from modelkit import engine
+        from modelkit.runtime import engine
 
         image = self.read_image(self.data[name], name)
         return engine.predict(image, MODEL, pretrained=True, in_chans=IMAGES[name], top_k=top_k,
@@ -142,7 +142,7 @@ class InProcess:
     def prepared(self, name: str):
         """The tensor the engine feeds the model, made once (the baseline starts from it)."""
         if name not in self.x:
-            from modelkit.factory import create_model
+            from modelkit.models.factory import create_model
 
             config = create_model(MODEL, in_chans=IMAGES[name]).data_config
             image = self.read_image(self.data[name], name)
@@ -192,7 +192,7 @@ def cold(client, local: InProcess, times: Samples) -> None:
 
 def steady(client, local: InProcess, times: Samples, repeats: int) -> None:
     """Warm and cached requests, interleaved with their baselines run by run."""
-    from modelkit.factory import model_info
+    from modelkit.models.info import model_info
 
     for i in range(repeats):
         for name in IMAGES:

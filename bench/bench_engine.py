@@ -33,10 +33,10 @@ os.environ.setdefault("MODELKIT_OFFLINE", "1")
 
 from benchtable import Table, percentile, print_tables  # noqa: E402
 
-from modelkit import engine  # noqa: E402
-from modelkit.device import prepare_input, resolve_device  # noqa: E402
-from modelkit.model_cache import ModelCache, ModelKey, model_bytes  # noqa: E402
-from modelkit.result_cache import ResultCache  # noqa: E402
+from modelkit.runtime import engine  # noqa: E402
+from modelkit.runtime.device import prepare_input, resolve_device  # noqa: E402
+from modelkit.runtime.model_cache import ModelCache, ModelKey, model_bytes  # noqa: E402
+from modelkit.runtime.result_cache import ResultCache  # noqa: E402
 
 CYCLE = [
     "vgg16", "vit_b_16", "wide_resnet50_2", "resnet152", "convnext_base", "resnext101_32x8d",
@@ -109,7 +109,7 @@ def result_cache_latency(device: torch.device, repeats: int) -> Table:
     import skimage.data
     from PIL import Image
 
-    from modelkit.io import read_image
+    from modelkit.images.read import read_image
 
     table = Table(
         f"result cache, efficientnet_lite0 on chelsea.png, hit vs miss (model cached), "

@@ -78,8 +78,8 @@ def make_fns(kind: str, path: str) -> dict:
     from torchvision.transforms.v2 import functional as F
 
     from modelkit.config import DataConfig
-    from modelkit.io import read_image
-    from modelkit.preprocess import preprocess
+    from modelkit.images.preprocess import preprocess
+    from modelkit.images.read import read_image
 
     data = Path(path).read_bytes()
 

@@ -1,50 +1,62 @@
-"""modelkit: a timm-style image model factory over torch + torchvision, for any channel count."""
+"""modelkit: a timm-style image model factory over torch + torchvision, for any channel count.
 
-from modelkit.config import DataConfig, PretrainedCfg
-from modelkit.errors import (
-    ChannelMismatchError,
-    ConfigError,
-    DeviceError,
-    ImageReadError,
-    ModelkitError,
-    UnknownModelError,
-    WeightsLoadError,
-    WeightsUnavailableError,
-)
-from modelkit.factory import create_model, model_info
-from modelkit.features import FeatureInfo
-from modelkit.pretrained import adapt_input_conv
-from modelkit.registry import (
-    get_pretrained_cfg,
-    is_model,
-    list_families,
-    list_models,
-    list_pretrained,
-    register_model,
-)
+Every public name is re-exported here lazily: ``import modelkit`` costs nothing, and reading a
+file (``modelkit.read_image``) never imports torch. Where each name lives, in data-flow order:
+
+    images   read_image, ImageArray, ReadLimits, preprocess
+    models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
+             register_model, create_model, model_info, adapt_input_conv, FeatureInfo
+    runtime  predict, features
+    errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ChannelMismatchError",
-    "ConfigError",
-    "DataConfig",
-    "DeviceError",
-    "FeatureInfo",
-    "ImageReadError",
-    "ModelkitError",
-    "PretrainedCfg",
-    "UnknownModelError",
-    "WeightsLoadError",
-    "WeightsUnavailableError",
-    "__version__",
-    "adapt_input_conv",
-    "create_model",
-    "get_pretrained_cfg",
-    "is_model",
-    "list_families",
-    "list_models",
-    "list_pretrained",
-    "model_info",
-    "register_model",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "ModelkitError": "modelkit.errors",
+    "ChannelMismatchError": "modelkit.errors",
+    "ConfigError": "modelkit.errors",
+    "DeviceError": "modelkit.errors",
+    "ImageReadError": "modelkit.errors",
+    "UnknownModelError": "modelkit.errors",
+    "WeightsLoadError": "modelkit.errors",
+    "WeightsUnavailableError": "modelkit.errors",
+    "DataConfig": "modelkit.config",
+    "PretrainedCfg": "modelkit.config",
+    "ImageArray": "modelkit.images.limits",
+    "ReadLimits": "modelkit.images.limits",
+    "read_image": "modelkit.images.read",
+    "preprocess": "modelkit.images.preprocess",
+    "list_models": "modelkit.models.registry",
+    "list_pretrained": "modelkit.models.registry",
+    "list_families": "modelkit.models.registry",
+    "is_model": "modelkit.models.registry",
+    "get_pretrained_cfg": "modelkit.models.registry",
+    "register_model": "modelkit.models.registry",
+    "create_model": "modelkit.models.factory",
+    "model_info": "modelkit.models.info",
+    "adapt_input_conv": "modelkit.models.pretrained",
+    "FeatureInfo": "modelkit.models.features",
+    "predict": "modelkit.runtime.engine",
+    "features": "modelkit.runtime.engine",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of modelkit.io.read_image with atheris (libFuzzer), for long runs.
+"""Coverage-guided fuzzing of modelkit.read_image with atheris (libFuzzer), for long runs.
 
     .venv/bin/python scripts/fuzz_readers.py [libFuzzer flags, e.g. -max_total_time=600]
 
@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["a.png", "a.jpg", "a.tif", "a.ome.tif", "a.npy", "a.npz", "a.gif", "a.bmp", "a.webp"]
 
 with atheris.instrument_imports():
-    package = types.ModuleType("modelkit")  # modelkit.io without modelkit/__init__ (torch)
+    package = types.ModuleType("modelkit")  # modelkit.images.read without modelkit/__init__ (torch)
     package.__path__ = [str(ROOT / "modelkit")]
     sys.modules["modelkit"] = package
-    import modelkit.io_numpy  # noqa: F401
-    import modelkit.io_tiff  # noqa: F401
+    import modelkit.images.npy  # noqa: F401
+    import modelkit.images.tiff  # noqa: F401
     from modelkit.errors import ImageReadError
-    from modelkit.io import ReadLimits, read_image
+    from modelkit.images.read import ReadLimits, read_image
 
 LIMITS = ReadLimits(max_pixels=2**22, max_channels=64, max_bytes=64 * 2**20)
 

@@ -1,4 +1,4 @@
-"""Malformed and hostile uploads for ``modelkit.io.read_image``, described as data.
+"""Malformed and hostile uploads for ``modelkit.images.read.read_image``, described as data.
 
 Each ``Case`` names a file, says how to build its bytes (built here in code, no binary blobs) and
 what reading it must end in: an ``ImageReadError`` whose message contains ``error`` (so a person
@@ -6,10 +6,10 @@ knows what is wrong), or a read with the given shape, dtype, NaN count and value
 ``test_hostile_files.py`` runs them all in a memory-limited child process; ``SEEDS`` are the valid
 files its fuzzer mutates.
 
-Facts the expectations rest on (checked in ``modelkit.io``): the format comes from the first bytes,
-not the name (a name that disagrees gives a note); NaN/Inf are kept and counted in ``nan_count``;
-sizes are checked from headers before decoding (default ReadLimits: 100 M pixels per band, 512
-channels, 2 GiB decoded); files are read from memory only.
+Facts the expectations rest on (checked in ``modelkit.images.read``): the format comes from
+the first bytes, not the name (a name that disagrees gives a note); NaN/Inf are kept and
+counted in ``nan_count``; sizes are checked from headers before decoding (default ReadLimits:
+100 M pixels per band, 512 channels, 2 GiB decoded); files are read from memory only.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from modelkit import device as dev
 from modelkit.errors import DeviceError, ModelkitError
+from modelkit.runtime import device as dev
 
 
 @pytest.fixture

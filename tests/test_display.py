@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelkit.display import (
+from modelkit.errors import ConfigError
+from modelkit.images.display import (
     band_presets,
     band_stats,
     band_thumbnails,
     composite,
     stretch_to_uint8,
 )
-from modelkit.errors import ConfigError
-from modelkit.io import ImageArray
+from modelkit.images.read import ImageArray
 
 S2_NAMES = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 

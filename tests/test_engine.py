@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from modelkit import engine
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError, DeviceError
-from modelkit.io import read_image
-from modelkit.model_cache import ModelCache, ModelKey
-from modelkit.result_cache import ResultCache
+from modelkit.images.read import read_image
+from modelkit.runtime import engine
+from modelkit.runtime.model_cache import ModelCache, ModelKey
+from modelkit.runtime.result_cache import ResultCache
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_meta_build_in_one_thread_leaves_real_builds_in_others_alone():
 
     from torch import nn
 
-    from modelkit.factory import _params_on_meta
+    from modelkit.models.info import _params_on_meta
 
     original = nn.Module.register_parameter
     entered, release, inside = threading.Event(), threading.Event(), []
@@ -121,7 +121,7 @@ def test_meta_build_in_one_thread_leaves_real_builds_in_others_alone():
 def test_random_parts_says_when_two_builds_differ(settings):
     """random_parts (used to keep random results out of the disk cache) against real builds:
     two builds under different seeds agree exactly when it names no random part."""
-    from modelkit.factory import random_parts
+    from modelkit.models.factory import random_parts
 
     x = torch.randn(
         1, settings.get("in_chans", 3), 64, 64, generator=torch.Generator().manual_seed(0)
@@ -138,3 +138,15 @@ def test_random_parts_says_when_two_builds_differ(settings):
     assert bool(parts) == (not torch.equal(logits_a, logits_b))
     body = random_parts("efficientnet_lite0", settings["pretrained"], **named, with_head=False)
     assert bool(body) == (not torch.equal(maps_a, maps_b))
+
+
+def test_a_fixed_size_model_names_its_size_instead_of_asserting():
+    from modelkit import model_info
+
+    assert model_info("vit_b_16")["fixed_input_size"] == (224, 224)
+    assert model_info("maxvit_t")["fixed_input_size"] == (224, 224)
+    assert model_info("resnet18")["fixed_input_size"] is None
+    for kwargs in ({}, {"features_only": True}):
+        model = create_model("vit_b_16", **kwargs).eval()
+        with pytest.raises(ConfigError, match="224x224 inputs only, got 96x96"):
+            model(torch.zeros(1, 3, 96, 96))

@@ -21,7 +21,7 @@ from gradio_client import Client  # noqa: E402
 PRELUDE = """
 import functools
 from torchvision.models.resnet import BasicBlock, ResNet
-from modelkit.registry import get_entry, register_model
+from modelkit.models.registry import get_entry, register_model
 # a ResNet whose definition lists three stages where the code needs four: it cannot be built
 register_model(
     "broken_resnet", get_entry("resnet18").family, functools.partial(ResNet, BasicBlock, [2, 2, 2])
@@ -139,9 +139,9 @@ def test_corrupt_weights_files(server, client, tmp_path):
 
 def reference_resnet18(server):
     """resnet18 with the same weights file, in this process, one request, no result cache."""
-    from modelkit import engine
-    from modelkit.io import read_image
-    from modelkit.model_cache import ModelCache
+    from modelkit.images.read import read_image
+    from modelkit.runtime import engine
+    from modelkit.runtime.model_cache import ModelCache
 
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(server.tmp / "torch")
@@ -215,7 +215,7 @@ def test_result_cache_faults_while_serving(server, client):
 
 def test_the_corrupt_weights_message_gives_no_unsafe_advice(tmp_path):
     from modelkit.errors import WeightsLoadError
-    from modelkit.pretrained import load_file
+    from modelkit.models.pretrained import load_file
 
     path = tmp_path / "resnet18.pth"
     torch.save({"fc.weight": RunsCode(str(tmp_path / "never"))}, path)

@@ -5,8 +5,8 @@ unbounded memory.
 The corpus runs in one child process (run again after a crash, without the case that crashed),
 started by the ``outcomes`` fixture. The child:
 
-- imports ``modelkit.io`` without the package ``__init__`` (which imports torch, whose 3 GiB of
-  address space would make an address-space limit meaningless);
+- imports ``modelkit.images.read`` without the package ``__init__`` (which once imported torch,
+  whose 3 GiB of address space would make an address-space limit meaningless);
 - sets RLIMIT_AS to its own address space after imports plus ``HEADROOM`` (1.5 GiB). The largest
   legitimate read here is a 64 MiB image; every bomb must be refused from its header, so a reader
   that tries to allocate what a bomb declares hits the limit and the case fails on its message;
@@ -55,15 +55,15 @@ def child_main(folder: str) -> None:
     import resource
     import types
 
-    package = types.ModuleType("modelkit")  # modelkit.io without modelkit/__init__ (torch)
+    package = types.ModuleType("modelkit")  # modelkit.images.read without modelkit/__init__ (torch)
     package.__path__ = [str(ROOT / "modelkit")]
     sys.modules["modelkit"] = package
     from PIL import Image
 
-    import modelkit.io_numpy  # noqa: F401  (imported now so the audit sees only the readers)
-    import modelkit.io_tiff  # noqa: F401
+    import modelkit.images.npy  # noqa: F401  (imported now so the audit sees only the readers)
+    import modelkit.images.tiff  # noqa: F401
     from modelkit.errors import ImageReadError
-    from modelkit.io import read_image
+    from modelkit.images.read import read_image
 
     Image.init()
     if os.environ.get("HOSTILE_SELFTEST"):  # see test_child_reports_crashes_hangs_opens_and_memory
@@ -151,7 +151,7 @@ if __name__ == "__main__":  # the child: runs before anything below imports mode
     sys.exit(0)
 
 from modelkit.errors import ImageReadError  # noqa: E402
-from modelkit.io import ReadLimits, read_image  # noqa: E402
+from modelkit.images.read import ReadLimits, read_image  # noqa: E402
 
 # ---- the parent ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageOps
 
 from modelkit.errors import ImageReadError
-from modelkit.io import ImageArray, ReadLimits, read_image
+from modelkit.images.read import ImageArray, ReadLimits, read_image
 
 RNG = np.random.default_rng(0)
 
@@ -489,7 +489,7 @@ def test_animated_gif_reads_first_frame_as_rgb():
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I", "I;16", "F", "LA"])
 def test_pillow_pixels_in_strips_equal_asarray(mode):
-    from modelkit.io import pillow_pixels
+    from modelkit.images.read import pillow_pixels
 
     values = np.random.default_rng(1).integers(0, 255, (37, 23, 4), dtype=np.uint8)
     img = Image.fromarray(values, "RGBA").convert(mode)

@@ -1,7 +1,7 @@
 """Load: 16 gradio_client sessions at once against the running app, mixing models, images and
 endpoints, for a bounded time. No request may fail, every answer must equal the single-request
-answer (computed here with modelkit.engine, one call at a time), and the server's memory must stay
-within the model cache budget plus the overhead it had before the load.
+answer (computed here with modelkit.runtime.engine, one call at a time), and the server's
+memory must stay within the model cache budget plus the overhead it had before the load.
 
 The models are the three EfficientNet-Lites with their real (shipped) weights: deterministic, so
 "equal" is well defined even when a model is evicted and rebuilt. Their adapted variants
@@ -52,12 +52,13 @@ def reference(combos, out: dict) -> None:
     and "models", "models_mb": how many distinct models there are and their size."""
     import torch
 
-    from modelkit import engine, ui
-    from modelkit.io import read_image
-    from modelkit.model_cache import ModelCache
+    from modelkit.app import form as ui
+    from modelkit.images.read import read_image
+    from modelkit.runtime import engine
+    from modelkit.runtime.model_cache import ModelCache
 
     cache = ModelCache(max_bytes=2**40, max_models=len(combos))
-    from modelkit.device import configure_cpu_threads
+    from modelkit.runtime.device import configure_cpu_threads
 
     threads = configure_cpu_threads()  # (the engine's once-per-process setting, done now)
     torch.set_num_threads(1)  # this runs while the server starts: two processes on two cores

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelkit.model_cache import ModelCache, ModelKey, model_bytes
+from modelkit.runtime.model_cache import ModelCache, ModelKey, model_bytes
 
 
 class CountingBuilder:

@@ -11,8 +11,8 @@ from torchvision.transforms import v2
 
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
-from modelkit.io import read_image
-from modelkit.preprocess import band_limits, fill_nonfinite, preprocess, scale_image
+from modelkit.images.preprocess import band_limits, fill_nonfinite, preprocess, scale_image
+from modelkit.images.read import read_image
 
 MODES = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
 
@@ -166,7 +166,7 @@ def test_input_array_is_not_modified():
 
 @pytest.mark.parametrize("scaling", ["auto", "minmax", "percentile", "zscore", "none"])
 def test_band_chunks_give_the_same_tensor(monkeypatch, scaling):
-    import modelkit.preprocess as pp
+    import modelkit.images.preprocess as pp
 
     data = np.random.default_rng(4).integers(0, 5000, (6, 40, 36), dtype=np.uint16)
     cfg = DataConfig(input_size=(6, 24, 24)).with_in_chans(6)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import modelkit.pretrained as pretrained
+import modelkit.models.pretrained as pretrained
 from modelkit import WeightsLoadError, WeightsUnavailableError, create_model
 from modelkit.config import IMAGENET_MEAN, IMAGENET_STD
-from modelkit.registry import get_entry
+from modelkit.models.registry import get_entry
 
 # One model per family whose first conv differs in kind (plain conv, patch embedding, stems).
 FIRST_CONVS = [

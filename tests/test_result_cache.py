@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 import modelkit
-from modelkit import result_cache as rc
-from modelkit.result_cache import ResultCache, hash_data, result_key
+from modelkit.runtime import result_cache as rc
+from modelkit.runtime.result_cache import ResultCache, hash_data, result_key
 
 
 def test_default_dir_outside_repo(monkeypatch, tmp_path):
@@ -50,7 +50,7 @@ def test_corrupt_entry_is_a_logged_miss(tmp_path, caplog):
     cache = ResultCache(tmp_path / "c", size_mb=10)
     cache.set("k", {"a": 1}, {"v": np.ones(3)})
     cache._open().set("k", b"not an npz at all")  # what a torn write or bit rot leaves
-    with caplog.at_level(logging.WARNING, logger="modelkit.result_cache"):
+    with caplog.at_level(logging.WARNING, logger="modelkit.runtime.result_cache"):
         assert cache.get("k") is None
         assert cache.get("k") is None  # deleted: a plain miss now
         cache._open().set("k2", b"junk")
@@ -65,7 +65,7 @@ def test_unopenable_directory_is_a_logged_miss(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("a regular file, so no folder can be made under it")
     cache = ResultCache(blocker / "cache", size_mb=10)
-    with caplog.at_level(logging.WARNING, logger="modelkit.result_cache"):
+    with caplog.at_level(logging.WARNING, logger="modelkit.runtime.result_cache"):
         assert cache.set("k", {"a": 1}, {}) is False
         assert cache.get("k") is None
     assert len([r for r in caplog.records if "open failed" in r.message]) == 1
@@ -79,7 +79,7 @@ def test_write_failure_is_a_logged_miss(tmp_path, caplog, monkeypatch):
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(disk, "set", full)
-    with caplog.at_level(logging.WARNING, logger="modelkit.result_cache"):
+    with caplog.at_level(logging.WARNING, logger="modelkit.runtime.result_cache"):
         assert cache.set("k", {"a": 1}, {}) is False
         assert cache.set("k", {"a": 1}, {}) is False
     assert len([r for r in caplog.records if "write failed" in r.message]) == 1

@@ -18,7 +18,7 @@ ALL = list_models()
 
 
 def _setup(name: str) -> tuple[int, dict]:
-    from modelkit.registry import get_entry
+    from modelkit.models.registry import get_entry
 
     family = get_entry(name).family.name
     if family == "vit":

@@ -14,16 +14,14 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from modelkit import ConfigError, model_info
-from modelkit.exports import (
+from modelkit.app.exports import (
     ExportDir,
     features_npz,
     predictions_csv,
     predictions_json,
     weights_safetensors,
 )
-from modelkit.io import read_image
-from modelkit.snippet import make_snippet
-from modelkit.ui import (
+from modelkit.app.form import (
     Setup,
     image_summary,
     level_choice,
@@ -34,6 +32,8 @@ from modelkit.ui import (
     search_models,
     search_rows,
 )
+from modelkit.app.snippet import make_snippet
+from modelkit.images.read import read_image
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

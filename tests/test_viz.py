@@ -10,8 +10,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from modelkit.config import DataConfig
-from modelkit.viz import (
+from modelkit.app.figures import (
     band_gallery,
     channel_grid_figure,
     input_view,
@@ -22,6 +21,7 @@ from modelkit.viz import (
     top_channels,
     topk_figure,
 )
+from modelkit.config import DataConfig
 
 
 def test_topk_best_on_top_with_percentages():

@@ -15,7 +15,7 @@ import torchvision
 from torchvision.models import get_model, get_model_weights
 
 from modelkit.config import PretrainedCfg
-from modelkit.features import FamilySpec
+from modelkit.models.features import FamilySpec
 
 _TRUNK_SEQ = ("features.*",)
 _LINEAR_POOL = ("avgpool", "@flatten")
@@ -97,7 +97,7 @@ FAMILIES: dict[str, FamilySpec] = {
         FamilySpec(
             "vit", "conv_proj", "heads.head", ("@vit_embed", "encoder.layers.*", "encoder.ln"),
             ("@cls_token", "heads.*"), layout="tokens", levels=("encoder.layers.*",),
-            head_init="zeros", size_kwarg="image_size",
+            head_init="zeros", size_kwarg="image_size", fixed_input=True,
         ),
         FamilySpec(
             "swin", "features.0.0", "head", ("features.*", "norm", "permute"),
@@ -106,7 +106,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             "maxvit", "stem.0.0", "classifier.5", ("stem", "blocks.*"), ("classifier.*",),
-            head_init="normal_0.02",
+            head_init="normal_0.02", fixed_input=True,
         ),
     ]
 }  # fmt: skip
@@ -181,5 +181,5 @@ def torchvision_entries() -> list[dict]:
         cfgs = [_cfg(name, family, default, True)]
         cfgs += [_cfg(name, family, w, False) for w in enum if w is not default]
         builder = functools.partial(get_model, name, **BUILD_KWARGS.get(family.name, {}))
-        entries.append({"name": name, "family": family.name, "builder": builder, "cfgs": cfgs})
+        entries.append({"name": name, "family": family, "builder": builder, "cfgs": cfgs})
     return entries

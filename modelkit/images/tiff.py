@@ -1,4 +1,4 @@
-"""TIFF reading for ``modelkit.io``: any band count, dtype, compression, OME, ImageJ and GeoTIFF.
+"""TIFF reading for ``images.read``: any band count, dtype, compression, OME, ImageJ, GeoTIFF.
 
 Channels come from the axes tifffile reports for the file's first series: ``C`` (channels), ``S``
 (samples per pixel), ``I`` (a plain page sequence) and ``Q`` (unnamed) are channel axes; several
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 import tifffile
 
-from modelkit.io import ReadLimits, check_dtype, check_size, fail
+from modelkit.images.limits import ReadLimits, check_dtype, check_size, fail
 
 CHANNEL_AXES = "CSIQ"
 

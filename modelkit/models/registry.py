@@ -12,7 +12,7 @@ from torch import nn
 
 from modelkit.config import PretrainedCfg
 from modelkit.errors import ConfigError, UnknownModelError
-from modelkit.features import FamilySpec
+from modelkit.models.features import FamilySpec
 
 
 @dataclass
@@ -59,7 +59,10 @@ def _ensure_loaded() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        import modelkit.models  # noqa: F401  (registers everything on import)
+        from modelkit.models.sources import all_entries
+
+        for entry in all_entries():
+            register_model(entry["name"], entry["family"], entry["builder"], entry["cfgs"])
 
 
 def _entries() -> dict[str, ModelEntry]:

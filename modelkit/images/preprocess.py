@@ -44,7 +44,7 @@ from torchvision.transforms.v2 import functional as F
 
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
-from modelkit.io import ImageArray
+from modelkit.images.limits import ImageArray
 
 CHUNK_BYTES = 16 * 2**20
 SAMPLE_PIXELS = 1_000_000  # percentiles of larger bands come from a regular grid of this many
@@ -64,7 +64,7 @@ def as_chw(image: ImageArray | np.ndarray) -> np.ndarray:
     if data.ndim != 3:
         raise ConfigError(
             f"An image array must be (H, W) or (C, H, W); this one has shape {data.shape}. "
-            "Read files with modelkit.io.read_image, which returns (C, H, W)."
+            "Read files with modelkit.images.read.read_image, which returns (C, H, W)."
         )
     return data
 

@@ -26,8 +26,8 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from modelkit.errors import ConfigError
-from modelkit.io import ImageArray
-from modelkit.preprocess import as_chw, band_limits, fill_nonfinite, select_channels
+from modelkit.images.limits import ImageArray
+from modelkit.images.preprocess import as_chw, band_limits, fill_nonfinite, select_channels
 
 # Sentinel-2 MSI band combinations, by band name (names as in ESA products: B1..B12, B8A)
 SENTINEL2_PRESETS = {

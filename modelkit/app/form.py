@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from modelkit.errors import ConfigError, ModelkitError
-from modelkit.factory import model_info
-from modelkit.io import ImageArray
-from modelkit.registry import list_models
+from modelkit.images.limits import ImageArray
+from modelkit.models.info import model_info
+from modelkit.models.registry import list_models
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def model_card(info: dict) -> str:
         f"**Family** {info['family']} · **Parameters** {info['params'] / 1e6:.2f} M · "
         f"**GFLOPs** {gflops} · **ImageNet top-1** {acc}",
         "",
-        f"**Input** {c} × {h} × {w}, {info.get('interpolation', '')} · "
+        f"**Input** {c} × {h} × {w}{' (this size only)' if info.get('fixed_input_size') else ''}"
+        f", {info.get('interpolation', '')} · "
         f"**mean** ({_fmt(info['mean'])}) · **std** ({_fmt(info['std'])})",
         "",
         f"**Pretrained tags** {tags or 'none'} · **Weights** {weights}",

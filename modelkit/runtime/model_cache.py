@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from modelkit.device import free_device_memory, prepare_model
+from modelkit.runtime.device import free_device_memory, prepare_model
 
 DEFAULT_BUDGET_MB = 2048
 DEFAULT_MAX_MODELS = 8
@@ -95,7 +95,7 @@ class ModelCache:
         max_models: int | None = None,
     ) -> None:
         if builder is None:
-            from modelkit.factory import create_model as builder
+            from modelkit.models.factory import create_model as builder
         self.builder = builder
         budget_mb = _env_int("MODELKIT_MODEL_CACHE_MB", DEFAULT_BUDGET_MB)
         self.max_bytes = budget_mb * 2**20 if max_bytes is None else int(max_bytes)

@@ -1,4 +1,4 @@
-"""NPY and NPZ reading for ``modelkit.io``: headers and declared sizes checked before loading.
+"""NPY and NPZ reading for ``images.read``: headers and declared sizes checked before loading.
 
 2-D arrays are (H, W); 3-D arrays are (C, H, W) or (H, W, C) by ``layout``, where ``auto`` takes
 the smaller of the first and last axes as channels and says so in the notes. Arrays with 4 or more
@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from modelkit.io import ReadLimits, check_dtype, check_size, fail
+from modelkit.images.limits import ReadLimits, check_dtype, check_size, fail
 
 
 def npy_header(stream: io.BufferedIOBase | io.BytesIO, filename: str) -> tuple[tuple, np.dtype]:

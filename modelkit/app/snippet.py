@@ -9,7 +9,7 @@ Every value goes into the code through ``repr``, so a strange file name cannot b
 
 from __future__ import annotations
 
-from modelkit.ui import Setup
+from modelkit.app.form import Setup
 
 
 def _args(setup: Setup, **extra) -> str:
@@ -26,8 +26,8 @@ def make_snippet(setup: Setup, filename: str) -> str:
 import torch
 
 from modelkit import create_model
-from modelkit.io import read_image
-from modelkit.preprocess import preprocess
+from modelkit.images.read import read_image
+from modelkit.images.preprocess import preprocess
 
 path = {filename!r}  # your image file
 with open(path, "rb") as f:

@@ -8,17 +8,14 @@ by the family's spec. ``features_only`` swaps in a mixin whose forward returns t
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections import OrderedDict
-from contextlib import contextmanager
-from functools import lru_cache
 
 import torch
 from torch import nn
 
 from modelkit.config import DataConfig, PretrainedCfg, adapt_stats
-from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
-from modelkit.features import (
+from modelkit.errors import ConfigError, WeightsLoadError
+from modelkit.models.features import (
     FamilySpec,
     FeatureInfo,
     FeaturesMixin,
@@ -28,18 +25,23 @@ from modelkit.features import (
     resolve_out_indices,
     run_step,
     step_layouts,
-    trace_levels,
 )
-from modelkit.pretrained import adapt_input_conv as adapt_filters
-from modelkit.pretrained import (
+from modelkit.models.info import model_levels
+from modelkit.models.pretrained import adapt_input_conv as adapt_filters
+from modelkit.models.pretrained import (
     check_in_chans_args,
     find_state_dict,
     head_in_features,
     new_head,
     set_conv_in_chans,
-    weights_on_disk,
 )
-from modelkit.registry import ModelEntry, get_entry, get_pretrained_cfg, replace_cfg, split_name
+from modelkit.models.registry import (
+    ModelEntry,
+    get_entry,
+    get_pretrained_cfg,
+    replace_cfg,
+    split_name,
+)
 
 GLOBAL_POOLS = ("avg", "")
 
@@ -50,6 +52,7 @@ class ClassifierMixin(StepsMixin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._mk_global_pool == "":  # reset_classifier(0, global_pool=""): unpooled features
             return self.forward_features(x)
+        self.check_input_size(x)
         return super().forward(x)  # the family's own forward, untouched
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -119,103 +122,6 @@ def _head_note(path: str, num_classes: int) -> str:
     if num_classes == 0:
         return f"{path}: removed (num_classes=0), the model gives pooled features"
     return f"{path}: new head for {num_classes} classes"
-
-
-# --- building without weights (meta device) ---------------------------------------------------
-
-
-class _MetaParams(threading.local):
-    """Per-thread switch: while on, new parameters go to the meta device (no memory, no init)."""
-
-    depth = 0
-
-
-_META = _MetaParams()
-_PATCH_LOCK = threading.Lock()
-_patch_users = 0  # threads inside _params_on_meta; the patch is installed while this is > 0
-_original_register = nn.Module.register_parameter
-
-
-def _register_parameter(self, name, param):
-    _original_register(self, name, param)
-    if param is not None and _META.depth:  # other threads see the original behaviour
-        self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
-
-
-@contextmanager
-def _params_on_meta():
-    """Build without weights. ``torch.device("meta")`` cannot: RegNet reads tensor values while
-    it builds. The patch acts only in this thread, so real builds elsewhere are untouched."""
-    global _patch_users
-    with _PATCH_LOCK:
-        _patch_users += 1
-        nn.Module.register_parameter = _register_parameter
-    _META.depth += 1
-    try:
-        yield
-    finally:
-        _META.depth -= 1
-        with _PATCH_LOCK:
-            _patch_users -= 1
-            if not _patch_users:
-                nn.Module.register_parameter = _original_register
-
-
-def _freeze(kwargs: dict) -> tuple:
-    return tuple(sorted(kwargs.items()))
-
-
-@lru_cache(maxsize=256)
-def _meta_facts(arch: str, frozen_kwargs: tuple) -> tuple[int, tuple]:
-    """(parameter count, feature levels) of an architecture, without allocating weights."""
-    entry = get_entry(arch)
-    kwargs = dict(frozen_kwargs)
-    try:
-        with _params_on_meta():
-            model = entry.builder(**kwargs)
-    except Exception as exc:  # a registered builder that is broken: say which model, go on
-        raise ModelkitError(
-            f"The model {arch!r} could not be built ({type(exc).__name__}: {exc}). "
-            "Choose another model."
-        ) from exc
-    model = model.to("meta").eval()
-    params = sum(p.numel() for p in model.parameters())
-    spec = entry.family
-    size = kwargs.get(spec.size_kwarg) if spec.size_kwarg else None
-    levels = trace_levels(model, spec, int(size or spec.trace_size))
-    return params, tuple(levels)
-
-
-def _levels(entry: ModelEntry, kwargs: dict) -> list[dict]:
-    build = {k: v for k, v in kwargs.items() if k != "num_classes"}
-    return [dict(level) for level in _meta_facts(entry.name, _freeze(build))[1]]
-
-
-def model_info(name: str) -> dict:
-    """What a model is, without building it: family, size, accuracy, input, licence, levels."""
-    entry = get_entry(name)
-    cfg = get_pretrained_cfg(name)
-    params, levels = _meta_facts(entry.name, ())
-    return {
-        "name": entry.name,
-        "family": entry.family.name,
-        "params": params,
-        "gflops": cfg.gflops,
-        "acc@1": cfg.metrics.get("acc@1"),
-        "acc@5": cfg.metrics.get("acc@5"),
-        "input_size": cfg.input_size,
-        "mean": cfg.mean,
-        "std": cfg.std,
-        "interpolation": cfg.interpolation,
-        "license": cfg.license,
-        "tags": list(entry.cfgs),
-        "default_tag": entry.default_tag,
-        "file_size_mb": cfg.file_size_mb,
-        "feature_levels": [
-            {k: lvl[k] for k in ("index", "module", "channels", "reduction")} for lvl in levels
-        ],
-        "weights_on_disk": weights_on_disk(cfg),
-    }
 
 
 # --- create_model -----------------------------------------------------------------------------
@@ -413,8 +319,9 @@ def create_model(
     model._mk_spec = spec
     model._mk_steps = expand_steps(model, spec.steps)
     model._mk_layouts = step_layouts(spec, model._mk_steps)
-    model._mk_levels = _levels(entry, kwargs)
+    model._mk_levels = model_levels(entry, kwargs)
     model._mk_global_pool = "avg"
+    model._mk_fixed_size = tuple(data_config.input_size[1:]) if spec.fixed_input else None
     model.feature_info = FeatureInfo(model._mk_levels)
     _swap_class(model, ClassifierMixin)
     if global_pool is not None:

@@ -37,6 +37,7 @@ class FamilySpec:
     head_init: str = "default"  # how the family initialises its classifier (pretrained.HEAD_INITS)
     trace_size: int = 224  # input size used to trace channels and strides on the meta device
     size_kwarg: str | None = None  # builder kwarg fixing the input size (ViT image_size)
+    fixed_input: bool = False  # the model takes only its data config's input size (ViT, MaxViT)
     pretrained_kwargs: dict = field(
         default_factory=dict
     )  # builder kwargs torchvision uses w/ weights
@@ -208,7 +209,20 @@ class StepsMixin:
     _mk_layouts: list[str]
     _mk_levels: list[dict]
 
+    _mk_fixed_size: tuple[int, int] | None = None
+
+    def check_input_size(self, x: torch.Tensor) -> None:
+        """A model built for one input size says so in words, not with an assertion deep inside."""
+        size = self._mk_fixed_size
+        if size is not None and tuple(x.shape[-2:]) != size:
+            raise ConfigError(
+                f"{self._mk_spec.name} models take {size[0]}x{size[1]} inputs only, got "
+                f"{x.shape[-2]}x{x.shape[-1]}. Resize the image to {size[0]}x{size[1]} "
+                "(modelkit.preprocess does, with the model's data config)."
+            )
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x)
         for step in self._mk_steps:
             x = run_step(self, step, x)
         return x
@@ -217,6 +231,7 @@ class StepsMixin:
         self, x: torch.Tensor, out_indices: Sequence[int] | None = None
     ) -> list[torch.Tensor]:
         """NCHW maps of the requested levels; nothing after the deepest of them is computed."""
+        self.check_input_size(x)
         indices = resolve_out_indices(out_indices, len(self._mk_levels))
         at = {self._mk_levels[i]["step"]: i for i in indices}
         last, in_hw, found = max(at), tuple(x.shape[-2:]), {}

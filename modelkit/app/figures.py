@@ -28,7 +28,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from modelkit.config import DataConfig
-from modelkit.preprocess import resize_and_crop
+from modelkit.images.preprocess import resize_and_crop
 
 FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 COLORSCALE = "Viridis"

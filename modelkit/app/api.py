@@ -1,0 +1,101 @@
+"""The named API endpoints for gradio_client and HTTP: JSON in, JSON out, plain types only.
+
+/search_models, /model_info, /predict, /features. Each runs through the queue (the app sets
+``api_open=False``) and answers a user's mistake with its message, never a traceback."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from modelkit.app import exports, figures, form, runs
+from modelkit.app.guard import MODEL_WORK, api_guarded
+from modelkit.app.setup_form import DEFAULT_MODEL
+from modelkit.models.info import model_info
+
+
+@api_guarded
+def api_search(query, pretrained_only, on_disk, family, sort):
+    return form.search_models(query, bool(pretrained_only), bool(on_disk), family, sort or "name")
+
+
+@api_guarded
+def api_model_info(name):
+    return model_info(str(name).strip())
+
+
+def _api_setup(model, pretrained, in_chans, channels, num_classes, out_indices, top_k, scaling):
+    return form.Setup.from_form(
+        model=model, pretrained=pretrained, in_chans=in_chans, channels=channels,
+        num_classes=num_classes, out_indices=out_indices, top_k=top_k, scaling=scaling,
+    )  # fmt: skip
+
+
+@api_guarded
+def api_predict(file, *form_values):
+    image, setup = runs.load_image(file), _api_setup(*form_values)
+    result = runs.run_predict(setup, image)
+    return {
+        "model": setup.name,
+        "predictions": runs.top_rows(result),
+        "head_is_random": bool(runs.field(result, "head_is_random")),
+        "adaptations": list(runs.field(result, "adaptations")),
+    }
+
+
+@api_guarded
+def api_features(file, *form_values):
+    image, setup = runs.load_image(file), _api_setup(*form_values)
+    levels = list(runs.field(runs.run_features(setup, image), "levels"))
+    summary = [
+        {k: lv[k] for k in ("index", "module", "channels", "reduction")}
+        | {
+            "shape": list(lv["array"].shape[-3:]),
+            "top_channels": figures.top_channels(lv["array"], 8).tolist(),
+        }
+        for lv in levels
+    ]
+    arrays = {f"level_{lv['index']}": lv["array"] for lv in levels}
+    npz = runs.EXPORTS.write("feature_maps.npz", exports.features_npz(arrays))
+    return {"model": setup.name, "levels": summary}, str(npz)
+
+
+def api_form() -> list:
+    """Hidden inputs of the model endpoints: model, pretrained, in_chans, channels, num_classes,
+    out_indices, top_k, scaling (the order gradio_client callers pass them in)."""
+    return [
+        gr.Textbox(label="model", value=DEFAULT_MODEL),
+        gr.Checkbox(label="pretrained", value=True),
+        gr.Number(label="in_chans"),
+        gr.Textbox(label="channels", info="e.g. 3, 2, 1; empty: all"),
+        gr.Number(label="num_classes"),
+        gr.Textbox(label="out_indices", info="e.g. 1, 3; empty: all"),
+        gr.Number(label="top_k", value=5),
+        gr.Textbox(label="scaling", value="auto"),
+    ]
+
+
+def endpoint(fn, inputs, outputs, **options) -> None:
+    """One named endpoint, on a hidden button of its own."""
+    gr.Button(visible=False).click(fn, inputs, outputs, **options)
+
+
+def build() -> None:
+    """The hidden components and the endpoints (inside the page's Blocks)."""
+    with gr.Group(visible=False):
+        query, family = gr.Textbox(label="query"), gr.Textbox(label="family")
+        sort = gr.Textbox(label="sort", value="name")
+        pretrained_only, on_disk = (
+            gr.Checkbox(label="pretrained_only"),
+            gr.Checkbox(label="on_disk"),
+        )
+        name = gr.Textbox(label="model", value=DEFAULT_MODEL)
+        image = gr.File(label="image")
+        model_form = api_form()
+        result, npz = gr.JSON(), gr.File()
+    endpoint(api_search, [query, pretrained_only, on_disk, family, sort], result,
+             api_name="search_models")  # fmt: skip
+    endpoint(api_model_info, name, result, api_name="model_info")
+    endpoint(api_predict, [image, *model_form], result, api_name="predict",
+             concurrency_id=MODEL_WORK)  # fmt: skip
+    endpoint(api_features, [image, *model_form], [result, npz], api_name="features",
+             concurrency_id=MODEL_WORK)  # fmt: skip

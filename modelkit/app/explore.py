@@ -1,0 +1,127 @@
+"""The Explore tab: run the form's setup on the image, then see the top-k predictions, the feature
+maps of every level, and what to take away (snippet, CSV/JSON, NPZ, adapted weights)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from modelkit.app import exports, figures, form, runs
+from modelkit.app.guard import MODEL_WORK, guarded, status
+from modelkit.app.setup_form import SetupForm
+from modelkit.app.snippet import make_snippet
+from modelkit.errors import ConfigError
+from modelkit.images import display
+from modelkit.images.limits import ImageArray
+from modelkit.models.registry import get_pretrained_cfg
+
+
+def _level_view(setup: form.Setup, image: ImageArray, level: dict):
+    """Level line, channel grid, PCA and mean-over-input figures of one feature level."""
+    fmap = level["array"]
+    fmap = fmap[0] if fmap.ndim == 4 else fmap
+    config = get_pretrained_cfg(setup.name).data_config()
+    background = figures.input_view(display.composite(image), config)
+    name = f"level {level['index']}"
+    return (
+        form.level_summary(level, fmap.shape),
+        figures.channel_grid_figure(fmap, title=f"Most active channels, {name}"),
+        figures.pca_figure(fmap, title=f"PCA of {name}"),
+        figures.mean_overlay_figure(fmap, background, title=f"Mean activation, {name}"),
+    )
+
+
+def _downloads(setup: form.Setup, rows: list[dict], levels: list[dict]) -> list[str]:
+    arrays = {f"level_{lv['index']}": lv["array"] for lv in levels}
+    write = runs.EXPORTS.write
+    return [
+        str(write("predictions.csv", exports.predictions_csv(rows))),
+        str(write("predictions.json", exports.predictions_json(rows, setup.to_dict()))),
+        str(write("feature_maps.npz", exports.features_npz(arrays))),
+    ]
+
+
+@guarded
+def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
+           scaling, device, precision, progress=gr.Progress()):  # noqa: B008  # fmt: skip
+    progress(0.05, desc="Reading the image")
+    image = runs.load_image(file)
+    setup = runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,
+                            top_k, scaling, device, precision)  # fmt: skip
+    progress(0.15, desc=runs.model_step(setup))
+    result = runs.run_predict(setup, image)
+    progress(0.6, desc="Computing the feature maps")
+    levels = list(runs.field(runs.run_features(setup, image), "levels"))
+    progress(0.8, desc="Drawing the charts")
+    rows = runs.top_rows(result)
+    chart = figures.topk_figure([r["label"] for r in rows], [r["probability"] for r in rows])
+    note = form.prediction_note(
+        bool(runs.field(result, "head_is_random")),
+        len(runs.field(result, "logits")),
+        runs.field(result, "adaptations"),
+    )
+    choices = [(f"level {lv['index']}", lv["index"]) for lv in levels]
+    return (
+        "",
+        chart,
+        note,
+        gr.update(choices=choices, value=levels[0]["index"]),
+        *_level_view(setup, image, levels[0]),
+        make_snippet(setup, image.filename),
+        _downloads(setup, rows, levels),
+        {"file": file, "setup": setup.to_dict()},
+    )
+
+
+@guarded
+def on_weights(last):
+    if not last:
+        raise ConfigError("Run a model first; then its adapted weights can be downloaded.")
+    setup = form.Setup(**last["setup"])
+    model = runs.cached_model(setup)
+    meta = {"model": setup.name, "in_chans": model.data_config.in_chans}
+    data = exports.weights_safetensors(model, meta)
+    return "", str(runs.EXPORTS.write(f"{setup.model}-adapted.safetensors", data))
+
+
+@guarded
+def on_level(level, last):
+    if not last or level is None:
+        return {status(): ""}
+    setup = form.Setup(**{**last["setup"], "out_indices": (int(level),)})
+    image = runs.load_image(last["file"])
+    levels = runs.field(runs.run_features(setup, image), "levels")
+    return "", *_level_view(setup, image, levels[0])
+
+
+def build(setup_form: SetupForm) -> gr.State:
+    """The Run button and the results; returns the state that holds the last run."""
+    run = gr.Button("Run", variant="primary", elem_id="mk-run")
+    gr.Markdown("## 4 · Results")
+    with gr.Tabs():
+        with gr.Tab("Predictions"):
+            chart = gr.Plot(show_label=False, elem_id="mk-chart")
+            pred_note = gr.Markdown()
+        with gr.Tab("Feature maps", elem_id="mk-features-tab"):
+            level = gr.Radio(label="Level", choices=[])
+            level_info = gr.Markdown()
+            grid = gr.Plot(show_label=False, elem_id="mk-grid")
+            with gr.Row():
+                pca = gr.Plot(show_label=False)
+                overlay = gr.Plot(show_label=False)
+        with gr.Tab("Take it away"):
+            snippet = gr.Code(language="python", label="Reproduce this in Python", lines=12)
+            downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+            weights_button = gr.Button("Prepare the adapted weights (safetensors)", size="sm")
+            weights_file = gr.File(label="Adapted weights", interactive=False)
+    last_run = gr.State(None)
+
+    model_work = dict(concurrency_id=MODEL_WORK, api_visibility="private")
+    level_outputs = [level_info, grid, pca, overlay]
+    run.click(
+        on_run, [setup_form.upload, *setup_form.inputs],
+        [status(), chart, pred_note, level, *level_outputs, snippet, downloads, last_run],
+        **model_work,
+    )  # fmt: skip
+    level.input(on_level, [level, last_run], [status(), *level_outputs], **model_work)
+    weights_button.click(on_weights, last_run, [status(), weights_file], **model_work)
+    return last_run

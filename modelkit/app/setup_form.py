@@ -1,0 +1,219 @@
+"""The shared setup form at the top of the page: 1 · Model (search, card), 2 · Image (upload,
+preview, bands) and 3 · Set up (pretrained, in_chans, num_classes, levels, ...). Every tab below
+reads it through ``SetupForm.inputs``; its handlers only fill the form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from modelkit.app import figures, form
+from modelkit.app.guard import guarded, status
+from modelkit.app.runs import load_image
+from modelkit.images import display
+from modelkit.images.limits import ImageArray
+from modelkit.images.preprocess import SCALINGS
+from modelkit.models.info import model_info
+from modelkit.models.registry import list_families
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EXAMPLES = [
+    "chelsea.png",
+    "sentinel2_13band.tif",
+    "sentinel2_b08_nir_16bit.png",
+    "landsat8_7band.npy",
+]
+DEFAULT_MODEL = "efficientnet_lite0"
+FILE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz", ".webp", ".bmp", ".gif"]
+
+
+@dataclass
+class SetupForm:
+    """The form's components; ``inputs`` are the handlers' arguments after the upload."""
+
+    upload: gr.File
+    model: gr.Dropdown
+    pretrained: gr.Checkbox
+    tag: gr.Dropdown
+    in_chans: gr.Number
+    channels: gr.Dropdown
+    num_classes: gr.Textbox
+    levels: gr.CheckboxGroup
+    top_k: gr.Slider
+    scaling: gr.Dropdown
+    device: gr.Dropdown
+    precision: gr.Dropdown
+
+    @property
+    def inputs(self) -> list:
+        """In the order of ``runs.make_setup``'s arguments."""
+        return [self.model, self.pretrained, self.tag, self.in_chans, self.channels,
+                self.num_classes, self.levels, self.top_k, self.scaling, self.device,
+                self.precision]  # fmt: skip
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+@guarded
+def on_search(query, pretrained_only, on_disk, family, sort, current):
+    found = form.search_models(query, pretrained_only, on_disk, family, sort)
+    names = [m["name"] for m in found]
+    value = current if current in names else (names[0] if names else None)
+    note = f"{len(names)} model{'s' * (len(names) != 1)}" if names else "No model matches."
+    return "", form.search_rows(found), gr.update(choices=names, value=value), note
+
+
+@guarded
+def on_model(name):
+    info = model_info(name)
+    levels = [form.level_choice(lv) for lv in info["feature_levels"]]
+    return (
+        "",
+        form.model_card(info),
+        gr.update(choices=info["tags"], value=info["default_tag"] or None),
+        gr.update(choices=levels, value=[v for _, v in levels]),
+    )
+
+
+def _band_choices(image: ImageArray) -> list[tuple[str, str]]:
+    names = image.band_names or [f"band {i}" for i in range(image.num_channels)]
+    return [(f"{i}: {n}", str(i)) for i, n in enumerate(names)]
+
+
+@guarded
+def on_upload(file, progress=gr.Progress()):  # noqa: B008 (gradio fills a Progress default in)
+    if not file:  # cleared: wait for the next file
+        return {status(): ""}
+    progress(0.1, desc=f"Reading {Path(file).name}")
+    image = load_image(file)
+    progress(0.6, desc="Drawing the preview and the band thumbnails")
+    presets = display.band_presets(image)
+    bands = (
+        list(next(iter(presets.values()))) if presets else list(range(min(3, image.num_channels)))
+    )
+    thumbs = figures.band_gallery(display.band_thumbnails(image), display.band_stats(image))
+    return (
+        "",
+        display.composite(image, bands),
+        form.image_summary(image),
+        gr.update(choices=list(presets), value=next(iter(presets), None)),
+        gr.update(choices=_band_choices(image), value=[str(b) for b in bands]),
+        gr.update(choices=_band_choices(image), value=[]),
+        image.num_channels,
+        thumbs,
+    )
+
+
+@guarded
+def on_preset(file, preset):
+    image = load_image(file)
+    bands = display.band_presets(image).get(preset)
+    if bands is None:
+        return {status(): ""}
+    return "", display.composite(image, bands), [str(b) for b in bands]
+
+
+@guarded
+def on_bands(file, bands):
+    image = load_image(file)
+    picked = form.parse_indices(bands, "Preview bands", image.num_channels) or (0,)
+    return "", display.composite(image, picked[:3])
+
+
+@guarded
+def on_channels(file, channels):
+    image = load_image(file)
+    picked = form.parse_indices(channels, "Image channels", image.num_channels)
+    return "", len(picked) if picked else image.num_channels
+
+
+# --- layout and wiring --------------------------------------------------------------------------
+
+
+def _model_column():
+    gr.Markdown("## 1 · Model")
+    with gr.Row():
+        query = gr.Textbox(
+            label="Search", placeholder="words or wildcards: resnet, *vit*, mobile v3",
+            scale=3, elem_id="mk-search",
+        )  # fmt: skip
+        family = gr.Dropdown([("all", "")] + list_families(), value="", label="Family", scale=2)
+    with gr.Row():
+        pretrained_only = gr.Checkbox(label="Pretrained only")
+        on_disk = gr.Checkbox(label="Weights on this machine")
+        sort = gr.Radio(list(form.SORTS), value="name", label="Sort by")
+    found = gr.Markdown()
+    table = gr.Dataframe(
+        headers=form.SEARCH_HEADERS, interactive=False, max_height=240,
+        column_widths=["34%", "24%", "14%", "12%", "16%"], wrap=True,
+    )  # fmt: skip
+    model = gr.Dropdown([DEFAULT_MODEL], value=DEFAULT_MODEL, label="Model", elem_id="mk-model")
+    with gr.Accordion("Model card", open=True):
+        card = gr.Markdown()
+    search_inputs = [query, pretrained_only, on_disk, family, sort, model]
+    return model, card, search_inputs, [status(), table, model, found]
+
+
+def _image_column():
+    gr.Markdown("## 2 · Image")
+    upload = gr.File(
+        value=str(ASSETS / "chelsea.png"), file_types=FILE_TYPES, elem_id="mk-upload",
+        label="Image file (PNG, JPEG, TIFF, NPY, NPZ)", height=110,
+    )  # fmt: skip
+    gr.Examples([[str(ASSETS / name)] for name in EXAMPLES], inputs=[upload], label="Examples")
+    preview = gr.Image(label="Preview", interactive=False, height=280, buttons=[])
+    with gr.Row():
+        preset = gr.Dropdown(label="Band preset", choices=[])
+        bands = gr.Dropdown(label="Preview bands (R, G, B)", multiselect=True, max_choices=3)
+    image_info = gr.Markdown()
+    with gr.Accordion("Bands", open=False):
+        gallery = gr.Gallery(columns=6, height=220, show_label=False)
+    return upload, preview, preset, bands, image_info, gallery
+
+
+def build(demo: gr.Blocks) -> SetupForm:
+    """Lay out sections 1-3 inside ``demo`` and wire their handlers."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1):
+            model, card, search_inputs, search_outputs = _model_column()
+        with gr.Column(scale=1):
+            upload, preview, preset, bands, image_info, gallery = _image_column()
+    gr.Markdown("## 3 · Set up")
+    with gr.Row():
+        pretrained = gr.Checkbox(value=True, label="Pretrained weights")
+        tag = gr.Dropdown(label="Weights tag", choices=[])
+        in_chans = gr.Number(label="in_chans", precision=0, minimum=1, elem_id="mk-in-chans")
+        channels = gr.Dropdown(
+            label="Image channels fed to the model (empty: all, in order)", multiselect=True
+        )
+        num_classes = gr.Textbox(
+            label="num_classes", placeholder="empty: the pretrained head", elem_id="mk-classes"
+        )
+    # a row of its own: a ViT has 24 levels, which then take a few lines, not 24
+    levels = gr.CheckboxGroup(label="Feature levels (out_indices)", elem_id="mk-levels")
+    with gr.Row():
+        top_k = gr.Slider(1, 20, value=5, step=1, label="Top-k", scale=1)
+        scaling = gr.Dropdown(list(SCALINGS), value="auto", label="Scaling", scale=1)
+        device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device", scale=1)
+        precision = gr.Dropdown(["fp32", "fp16", "bf16"], value="fp32", label="Precision", scale=1)
+
+    private = dict(api_visibility="private")
+    query, pretrained_only, on_disk, family, sort, _ = search_inputs
+    for trigger in (query.submit, pretrained_only.change, on_disk.change, family.change,
+                    sort.change):  # fmt: skip
+        trigger(on_search, search_inputs, search_outputs, **private)
+    model_outputs = [status(), card, tag, levels]
+    model.change(on_model, model, model_outputs, **private)
+    image_outputs = [status(), preview, image_info, preset, bands, channels, in_chans, gallery]
+    upload.change(on_upload, upload, image_outputs, **private)
+    preset.input(on_preset, [upload, preset], [status(), preview, bands], **private)
+    bands.input(on_bands, [upload, bands], [status(), preview], **private)
+    channels.input(on_channels, [upload, channels], [status(), in_chans], **private)
+    demo.load(on_search, search_inputs, search_outputs, **private)
+    demo.load(on_model, model, model_outputs, **private)
+    demo.load(on_upload, upload, image_outputs, **private)
+    return SetupForm(upload, model, pretrained, tag, in_chans, channels, num_classes, levels,
+                     top_k, scaling, device, precision)  # fmt: skip

@@ -1,0 +1,225 @@
+"""Predictions and feature maps from cached models, with results cached on disk.
+
+Public signatures (the app codes against these)::
+
+    predict(image, model, *, pretrained=False, num_classes=None, in_chans=None,
+            in_chans_init="repeat", rgb_channels=None, global_pool=None, channels=None,
+            scaling="auto", device="auto", precision="fp32", top_k=5, image_bytes=None,
+            use_result_cache=True, model_cache=None, result_cache=None)
+        -> Prediction                  for one image
+        -> list[Prediction]            for a batch (a list/tuple of images, or an (N, C, H, W)
+                                       tensor/array with N > 1); one forward pass for all
+
+    features(image, model, *, out_indices=None, <the same keyword arguments, no top_k>)
+        -> Features                    level arrays are (C, H, W) for one image, (N, C, H, W)
+                                       for a batch
+
+``image`` is an ``io.ImageArray`` or a (C, H, W) numpy array (both go through
+``preprocess.preprocess`` with the model's data config, ``channels`` and ``scaling``), or a
+ready, normalised torch tensor (C, H, W) or (N, C, H, W) (used as is). ``image_bytes`` (the
+uploaded file) is hashed for the result cache instead of the decoded pixels when given.
+
+``Prediction``: model, labels, probabilities, indices (top-k, best first), logits (np.float32,
+num_classes), head_is_random, adaptations, model_cache_hit, result_cache_hit, timings.
+``Features``: model, levels (list of dicts: index, module, channels, reduction, array
+np.float32, channel_mean np.float32 (C,), channel_rank np.int64 (C,) most active first),
+adaptations, model_cache_hit, result_cache_hit, timings.
+``Timings``: load_ms, preprocess_ms, forward_ms, total_ms.
+
+Feature maps are rounded through float16 (the form the result cache keeps them in), so a
+cache hit returns exactly what a fresh run does. Results of a model with random parts (not
+pretrained, a new head, random extra input filters) are never cached: nothing is seeded, so a
+rebuilt model answers differently. One built classifier serves both calls
+(``forward_intermediates``), so asking for predictions then features loads the weights once.
+A CUDA out-of-memory error empties the model cache and retries once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from modelkit.errors import ConfigError
+from modelkit.runtime.model_cache import ModelCache
+from modelkit.runtime.result_cache import ResultCache
+from modelkit.runtime.run import (
+    Timings,
+    common,
+    complete,
+    default_model_cache,
+    default_result_cache,
+    finish,
+    forward,
+    model_key,
+    start,
+)
+
+__all__ = [
+    "Features", "Prediction", "Timings", "default_model_cache", "default_result_cache",
+    "features", "model_key", "predict",
+]  # fmt: skip
+
+
+@dataclass
+class Prediction:
+    model: str
+    labels: list[str]
+    probabilities: list[float]
+    indices: list[int]
+    logits: np.ndarray
+    head_is_random: bool
+    adaptations: list[str]
+    model_cache_hit: bool = False
+    result_cache_hit: bool = False
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class Features:
+    model: str
+    levels: list[dict]
+    adaptations: list[str]
+    model_cache_hit: bool = False
+    result_cache_hit: bool = False
+    timings: Timings = field(default_factory=Timings)
+
+
+# --- predict ----------------------------------------------------------------------------------
+def _top(logits: np.ndarray, categories, top_k: int) -> tuple[list[str], list[float], list[int]]:
+    z = torch.from_numpy(logits).double()
+    probs = torch.softmax(z, dim=-1)
+    k = min(int(top_k), logits.shape[-1])
+    values, indices = probs.topk(k)
+    idx = [int(i) for i in indices]
+    labels = [categories[i] if categories else f"class {i}" for i in idx]
+    return labels, [float(v) for v in values], idx
+
+
+def predict(
+    image,
+    model: str,
+    *,
+    top_k: int = 5,
+    image_bytes: bytes | Sequence[bytes] | None = None,
+    use_result_cache: bool = True,
+    model_cache: ModelCache | None = None,
+    result_cache: ResultCache | None = None,
+    **settings,
+) -> Prediction | list[Prediction]:
+    """Top-k labels and probabilities, logits and reports for one image or a batch."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k={top_k!r} must be a whole number of at least 1, e.g. 5.")
+    kw = common(**settings)
+    cache = model_cache if model_cache is not None else default_model_cache()
+    results = result_cache if result_cache is not None else None
+    if results is None and use_result_cache:
+        results = default_result_cache()
+    run = start("predict", image, model, kw, {"top_k": top_k}, image_bytes,
+                 use_result_cache, results)  # fmt: skip
+    stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None and not complete(stored, ["logits"], ["categories", "adaptations"]):
+        stored = None
+    if stored is not None:
+        meta, arrays = stored
+        logits, cats = arrays["logits"], meta["categories"]
+        adaptations, model_hit = meta["adaptations"], False
+    else:
+        net, logits = forward(run, cache, kw, lambda m, x: _logits(m, x))
+        logits = logits.float().cpu().numpy()
+        cats = list(net.categories) if getattr(net, "categories", None) else None
+        adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
+        if run.cache_key:
+            results.set(run.cache_key, {"categories": cats, "adaptations": adaptations},
+                        {"logits": logits})  # fmt: skip
+    timings = finish(run)
+    out = []
+    for row in logits:
+        labels, probs, idx = _top(row, cats, top_k)
+        out.append(Prediction(
+            model=model, labels=labels, probabilities=probs, indices=idx, logits=row,
+            head_is_random=cats is None, adaptations=adaptations, model_cache_hit=model_hit,
+            result_cache_hit=stored is not None, timings=timings,
+        ))  # fmt: skip
+    return out if run.is_batch else out[0]
+
+
+def _logits(model, x: torch.Tensor) -> torch.Tensor:
+    if getattr(model, "num_classes", 1) == 0:
+        raise ConfigError(
+            "This model was created with num_classes=0, so it has no classifier to predict "
+            "with; leave num_classes empty (or above 0), or look at its feature maps instead."
+        )
+    return model(x)
+
+
+# --- features ---------------------------------------------------------------------------------
+def _level(info: dict, array: np.ndarray, is_batch: bool) -> dict:
+    axes = (0, 2, 3) if array.ndim == 4 else (1, 2)
+    mean = array.mean(axis=axes, dtype=np.float64).astype(np.float32)
+    return {
+        "index": int(info["index"]),
+        "module": info["module"],
+        "channels": int(info["channels"]),
+        "reduction": int(info["reduction"]),
+        "array": array if is_batch else array[0],
+        "channel_mean": mean,
+        "channel_rank": np.argsort(-mean, kind="stable").astype(np.int64),
+    }
+
+
+def features(
+    image,
+    model: str,
+    *,
+    out_indices: Sequence[int] | int | None = None,
+    image_bytes: bytes | Sequence[bytes] | None = None,
+    use_result_cache: bool = True,
+    model_cache: ModelCache | None = None,
+    result_cache: ResultCache | None = None,
+    **settings,
+) -> Features:
+    """Feature maps of the requested levels (all when ``out_indices`` is None), with stats."""
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = [out_indices]
+    wanted = list(out_indices) if isinstance(out_indices, list | tuple) else out_indices
+    kw = common(**settings)
+    cache = model_cache if model_cache is not None else default_model_cache()
+    results = result_cache if result_cache is not None else None
+    if results is None and use_result_cache:
+        results = default_result_cache()
+    run = start("features", image, model, kw, {"out_indices": wanted}, image_bytes,
+                 use_result_cache, results)  # fmt: skip
+    stored = results.get(run.cache_key) if run.cache_key else None
+    if stored is not None:
+        names = [f"level_{lv.get('index')}" for lv in stored[0].get("levels", [{}])]
+        if not complete(stored, names, ["levels", "adaptations"]):
+            stored = None
+    if stored is not None:
+        meta, arrays = stored
+        infos, adaptations, model_hit = meta["levels"], meta["adaptations"], False
+        maps = [arrays[f"level_{info['index']}"] for info in infos]
+    else:
+        from modelkit.models.features import resolve_out_indices
+
+        def run_levels(m, x):
+            return m.forward_intermediates(x, wanted)
+
+        net, outs = forward(run, cache, kw, run_levels)
+        all_levels = net.feature_info.get_dicts()
+        picked = resolve_out_indices(wanted, len(all_levels))
+        infos = [{k: all_levels[i][k] for k in ("index", "module", "channels", "reduction")}
+                 for i in picked]  # fmt: skip
+        maps = [o.float().cpu().numpy().astype(np.float16) for o in outs]
+        adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
+        if run.cache_key:
+            arrays = {f"level_{info['index']}": a for info, a in zip(infos, maps, strict=True)}
+            results.set(run.cache_key, {"levels": infos, "adaptations": adaptations}, arrays)
+    levels = [_level(info, a.astype(np.float32), run.is_batch)
+              for info, a in zip(infos, maps, strict=True)]  # fmt: skip
+    return Features(
+        model=model, levels=levels, adaptations=adaptations, model_cache_hit=model_hit,
+        result_cache_hit=stored is not None, timings=finish(run),
+    )  # fmt: skip
