@@ -29,7 +29,9 @@ with gr.Blocks(title="modelkit") as demo:
     )
     guard.status_line()
     form = setup_form.build(demo)
-    explore.build(form)
+    with gr.Tabs(elem_id="mk-tabs"):
+        with gr.Tab("Explore", elem_id="mk-tab-explore"):
+            explore.build(form)
     api.build()
 
 demo.queue(
