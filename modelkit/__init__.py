@@ -6,7 +6,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     images   read_image, ImageArray, ReadLimits, preprocess
     models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
-    runtime  predict, features
+    runtime  predict, features, embeddings
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -44,6 +44,7 @@ _EXPORTS = {
     "FeatureInfo": "modelkit.models.features",
     "predict": "modelkit.runtime.engine",
     "features": "modelkit.runtime.engine",
+    "embeddings": "modelkit.runtime.embeddings",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -116,10 +116,10 @@ class Run:
 
 def model_key(model: str, **settings) -> ModelKey:
     """The model cache's key for ``model`` with these settings (those of predict/features)."""
-    return cache_key_of(model, common(**settings))
+    return model_key_for(model, common(**settings))
 
 
-def cache_key_of(model: str, kw: dict) -> ModelKey:
+def model_key_for(model: str, kw: dict) -> ModelKey:
     dev = resolve_device(kw["device"])
     resolve_precision(kw["precision"], dev)  # refuse impossible precisions before any work
     return ModelKey(
@@ -138,7 +138,7 @@ def cache_key_of(model: str, kw: dict) -> ModelKey:
 def start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> Run:
     started = time.perf_counter()
     configure_cpu_threads()
-    key = cache_key_of(model, kw)
+    key = model_key_for(model, kw)
     items, is_batch = as_list(image)
     cache_key = None
     # random weights are redrawn on every build: their results must not outlive the model

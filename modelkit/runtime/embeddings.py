@@ -1,0 +1,163 @@
+"""Pooled embeddings of many images, batched and cached per image: the one embedding path that
+Teach and Batch share.
+
+    embeddings(images, model, *, views="none", batch_size=32, image_bytes=None, progress=None,
+               use_result_cache=True, model_cache=None, result_cache=None, <settings of predict>)
+        -> Embeddings: vectors float32 (N, V, D), views, model, adaptations, cache_hits (N,),
+           random_weights, timings
+
+An embedding is what the classifier sees: ``forward_head(forward_features(x), pre_logits=True)``
+(the pooled features before the last linear layer), so a linear head taught on them runs on any
+image exactly as the app runs it. Each image's vectors are cached on disk under a key of its
+bytes (or pixels) + model + weights + adaptation + preprocessing + views; a repeated call costs
+only the images it has not seen. Views are flips and quarter turns of the preprocessed tensor:
+``"flips"`` (identity, horizontal, vertical) or ``"dihedral"`` (the 8 flips and rotations, for
+overhead and microscopy images). Random weights (not pretrained, random extra filters) are never
+cached: nothing is seeded, so another build gives other vectors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from modelkit.errors import ConfigError
+from modelkit.models.factory import random_parts
+from modelkit.runtime.device import configure_cpu_threads
+from modelkit.runtime.model_cache import ModelCache
+from modelkit.runtime.result_cache import ResultCache, result_key
+from modelkit.runtime.run import (
+    Run,
+    Timings,
+    as_list,
+    common,
+    default_model_cache,
+    default_result_cache,
+    forward,
+    input_hash,
+    model_key_for,
+)
+
+# view name -> the transform of an (N, C, H, W) tensor
+VIEW_SETS: dict[str, tuple[str, ...]] = {
+    "none": ("identity",),
+    "flips": ("identity", "hflip", "vflip"),
+    "dihedral": ("identity", "rot90", "rot180", "rot270", "hflip", "vflip", "transpose",
+                 "antitranspose"),
+}  # fmt: skip
+_VIEWS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda x: x,
+    "hflip": lambda x: x.flip(-1),
+    "vflip": lambda x: x.flip(-2),
+    "rot90": lambda x: x.rot90(1, (-2, -1)),
+    "rot180": lambda x: x.rot90(2, (-2, -1)),
+    "rot270": lambda x: x.rot90(3, (-2, -1)),
+    "transpose": lambda x: x.transpose(-2, -1),
+    "antitranspose": lambda x: x.rot90(2, (-2, -1)).transpose(-2, -1),
+}
+
+
+@dataclass
+class Embeddings:
+    model: str
+    vectors: np.ndarray  # float32 (N, V, D): images x views x features
+    views: tuple[str, ...]
+    adaptations: list[str]
+    cache_hits: np.ndarray  # bool (N,): taken from the result cache
+    random_weights: list[str]  # the random parts of the model ([] for real weights)
+    timings: Timings = field(default_factory=Timings)
+
+
+def view_names(views: str) -> tuple[str, ...]:
+    if views not in VIEW_SETS:
+        raise ConfigError(f"views={views!r} is not one of {', '.join(VIEW_SETS)}.")
+    return VIEW_SETS[views]
+
+
+def pooled(model, x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
+    """(N, V, D) pooled features of every view of a preprocessed batch, in one forward pass."""
+    if not hasattr(model, "forward_head"):
+        raise ConfigError("Embeddings need a classifier model, not a features_only one.")
+    if x.shape[-1] != x.shape[-2] and any(v.startswith(("rot", "trans", "anti")) for v in views):
+        raise ConfigError(
+            f"Rotated views need a square model input, not {x.shape[-2]}x{x.shape[-1]}; "
+            "use augment='flips' or 'none'."
+        )
+    stacked = torch.cat([_VIEWS[v](x) for v in views])  # (V*N, C, H, W), view-major
+    feats = model.forward_head(model.forward_features(stacked), pre_logits=True)
+    return feats.reshape(len(views), x.shape[0], -1).transpose(0, 1)
+
+
+def embeddings(
+    images,
+    model: str,
+    *,
+    views: str = "none",
+    batch_size: int = 32,
+    image_bytes: Sequence[bytes] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    use_result_cache: bool = True,
+    model_cache: ModelCache | None = None,
+    result_cache: ResultCache | None = None,
+    **settings,
+) -> Embeddings:
+    """Pooled features of every image (and view), computed in batches, cached per image."""
+    started = time.perf_counter()
+    configure_cpu_threads()
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be a whole number of at least 1.")
+    names = view_names(views)
+    items, _ = as_list(images)
+    if image_bytes is not None and len(image_bytes) != len(items):
+        raise ConfigError(f"{len(image_bytes)} byte strings were given for {len(items)} images.")
+    kw = common(**settings)
+    key = model_key_for(model, kw)
+    cache = model_cache if model_cache is not None else default_model_cache()
+    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans,
+                          key.in_chans_init, with_head=False)  # fmt: skip
+    results = None
+    if use_result_cache and not random:
+        results = result_cache if result_cache is not None else default_result_cache()
+    setting = key.to_dict() | {"channels": kw["channels"], "scaling": kw["scaling"],
+                               "views": list(names), "num_classes": None}  # fmt: skip
+    keys = [
+        result_key(
+            "embedding",
+            input_hash([item], None if image_bytes is None else image_bytes[i]),
+            setting,
+        )  # fmt: skip
+        for i, item in enumerate(items)
+    ]
+    vectors: list[np.ndarray | None] = [None] * len(items)
+    adaptations: list[str] = []
+    for i, k in enumerate(keys):
+        stored = results.get(k) if results is not None else None
+        if stored is not None and "vectors" in stored[1]:
+            vectors[i], adaptations = stored[1]["vectors"], stored[0].get("adaptations", [])
+    hits = np.array([v is not None for v in vectors], dtype=bool)
+    todo = [i for i in range(len(items)) if vectors[i] is None]
+    timings, done = Timings(), int(hits.sum())
+    if progress is not None:
+        progress(done, len(items))
+    for first in range(0, len(todo), batch_size):
+        chunk = todo[first : first + batch_size]
+        run = Run(key, [items[i] for i in chunk], True, None, time.perf_counter(), timings)
+        net, out = forward(run, cache, kw, lambda m, x: pooled(m, x, names))
+        adaptations = list(getattr(net, "adaptations", []))
+        out = out.float().cpu().numpy()
+        for row, i in enumerate(chunk):
+            vectors[i] = out[row]
+            if results is not None:
+                results.set(keys[i], {"adaptations": adaptations}, {"vectors": out[row]})
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(items))
+    timings.total_ms = (time.perf_counter() - started) * 1e3
+    return Embeddings(
+        model=model, vectors=np.stack(vectors).astype(np.float32, copy=False), views=names,
+        adaptations=adaptations, cache_hits=hits, random_weights=random, timings=timings,
+    )  # fmt: skip
