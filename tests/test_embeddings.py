@@ -38,7 +38,7 @@ def test_batches_and_cache_give_the_same_vectors_and_only_new_images_cost(images
     first = embeddings(images[:3], "efficientnet_lite0", pretrained=True, batch_size=2, **caches)
     seen = []
     again = embeddings(images, "efficientnet_lite0", pretrained=True, batch_size=4,
-                       progress=lambda done, total: seen.append((done, total)), **caches)  # fmt: skip
+                       progress=lambda *counts: seen.append(counts), **caches)  # fmt: skip
     assert again.cache_hits.tolist() == [True, True, True, False, False]
     assert np.array_equal(again.vectors[:3], first.vectors)  # exact: float32 kept as computed
     alone = embeddings(images[3:4], "efficientnet_lite0", pretrained=True,
