@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-NO_GPU = "not measured (no GPU on this machine)"
+NO_GPU = "not measured (no GPU machine lent to this task)"
 
 
 @dataclass

@@ -98,6 +98,7 @@ def run_all(settings: Settings, devices: list[str]) -> Report:
     import bench_e2e
     import bench_engine
     import bench_factory
+    import bench_http
     import bench_io
     import torch
 
@@ -131,6 +132,8 @@ def run_all(settings: Settings, devices: list[str]) -> Report:
         latency, memory = per_device(devices, available, lambda d: bench_e2e.collect(
             s.e2e_repeats, s.e2e_starts, d))  # fmt: skip
         report.add("End to end through gradio_client", latency)
+        report.add("End to end through gradio_client", *per_device(devices, available,
+                   lambda d: bench_http.collect(s.e2e_repeats, d)))  # fmt: skip
         report.add("Memory", memory)
 
     def cycle() -> None:

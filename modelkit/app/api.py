@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modelkit.app import exports, figures, form, runs
+from modelkit.app.gpu import for_model, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded
 from modelkit.app.setup_form import DEFAULT_MODEL
 from modelkit.models.info import model_info
@@ -30,7 +31,12 @@ def _api_setup(model, pretrained, in_chans, channels, num_classes, out_indices, 
     )  # fmt: skip
 
 
+def _model_setup(file, *form_values) -> form.Setup:
+    return _api_setup(*form_values)
+
+
 @api_guarded
+@on_gpu(**for_model(_model_setup))
 def api_predict(file, *form_values):
     image, setup = runs.load_image(file), _api_setup(*form_values)
     result = runs.run_predict(setup, image)
@@ -43,6 +49,7 @@ def api_predict(file, *form_values):
 
 
 @api_guarded
+@on_gpu(**for_model(_model_setup))
 def api_features(file, *form_values):
     image, setup = runs.load_image(file), _api_setup(*form_values)
     levels = list(runs.field(runs.run_features(setup, image), "levels"))

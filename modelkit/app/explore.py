@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modelkit.app import exports, figures, form, runs
+from modelkit.app.gpu import for_model, on_gpu
 from modelkit.app.guard import MODEL_WORK, guarded, status
 from modelkit.app.setup_form import SetupForm
 from modelkit.app.snippet import make_snippet
@@ -40,7 +41,18 @@ def _downloads(setup: form.Setup, rows: list[dict], levels: list[dict]) -> list[
     ]
 
 
+def _run_setup(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
+               scaling, device, precision, progress=None) -> form.Setup:  # fmt: skip
+    return runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,
+                           top_k, scaling, device, precision)  # fmt: skip
+
+
+def _level_setup(level, last) -> form.Setup:
+    return form.Setup(**{**last["setup"], "out_indices": (int(level),)})
+
+
 @guarded
+@on_gpu(**for_model(_run_setup, passes=2))
 def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
            scaling, device, precision, progress=gr.Progress()):  # noqa: B008  # fmt: skip
     progress(0.05, desc="Reading the image")
@@ -72,6 +84,8 @@ def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels
     )
 
 
+# No GPU call: the weights of the model the run used are read from the model cache, on the CPU
+# (on ZeroGPU the main process holds that model, built there by on_run's preparation).
 @guarded
 def on_weights(last):
     if not last:
@@ -87,7 +101,12 @@ def on_weights(last):
 def on_level(level, last):
     if not last or level is None:
         return {status(): ""}
-    setup = form.Setup(**{**last["setup"], "out_indices": (int(level),)})
+    return _show_level(level, last)
+
+
+@on_gpu(**for_model(_level_setup))
+def _show_level(level, last):
+    setup = _level_setup(level, last)
     image = runs.load_image(last["file"])
     levels = runs.field(runs.run_features(setup, image), "levels")
     return "", *_level_view(setup, image, levels[0])
