@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a clean virtualenv install
+
 dockerfile = pytest.importorskip("dockerfile")
 
 ROOT = Path(__file__).resolve().parent.parent

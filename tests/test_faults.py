@@ -22,6 +22,8 @@ PRELUDE = """
 import functools
 from torchvision.models.resnet import BasicBlock, ResNet
 from modelkit.models.registry import get_entry, register_model
+
+pytestmark = pytest.mark.slow  # starts the app beside broken models
 # a ResNet whose definition lists three stages where the code needs four: it cannot be built
 register_model(
     "broken_resnet", get_entry("resnet18").family, functools.partial(ResNet, BasicBlock, [2, 2, 2])

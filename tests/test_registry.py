@@ -74,6 +74,7 @@ def create_model_plain(name):
     return torchvision.models.get_model(name)
 
 
+@pytest.mark.slow  # traces all 83 models on the meta device
 def test_every_model_has_levels_and_cfg():
     for name in list_models():
         info = model_info(name)

@@ -19,6 +19,8 @@ diskcache = pytest.importorskip("diskcache")
 from app_server import ASSETS, ROOT, call, start_app  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts the app several times
+
 REFUSED = {400, 403, 404, 405, 422}
 
 
@@ -112,7 +114,14 @@ def test_positive_control_outputs_and_examples_are_served(server, outputs):
 
 @pytest.mark.parametrize(
     "which",
-    ["/etc/passwd", "app.py", "modelkit/engine.py", "tests/app_server.py", "cache", "private"],
+    [
+        "/etc/passwd",
+        "app.py",
+        "modelkit/runtime/engine.py",
+        "tests/app_server.py",
+        "cache",
+        "private",
+    ],
 )
 def test_no_file_outside_the_outputs_is_served(server, outputs, which):
     if which in outputs:
