@@ -17,13 +17,13 @@ pytest.importorskip("gradio_client")
 from app_server import ASSETS, call, start_app  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts the app beside broken models
+
 # Run in the server before the app starts, as a deployer's own start script would register models.
 PRELUDE = """
 import functools
 from torchvision.models.resnet import BasicBlock, ResNet
 from modelkit.models.registry import get_entry, register_model
-
-pytestmark = pytest.mark.slow  # starts the app beside broken models
 # a ResNet whose definition lists three stages where the code needs four: it cannot be built
 register_model(
     "broken_resnet", get_entry("resnet18").family, functools.partial(ResNet, BasicBlock, [2, 2, 2])
