@@ -44,7 +44,7 @@ class Examples:
     warnings: list[str] = field(default_factory=list)
 
 
-def _channels(image) -> int:
+def channel_count(image) -> int:
     data = image.data if isinstance(image, ImageArray) else image
     return 1 if getattr(data, "ndim", 3) == 2 else int(data.shape[-3])
 
@@ -86,7 +86,7 @@ def check_examples(
             f"{'have' if len(single) > 1 else 'has'} one example only; give each class at least "
             "two (five or more for numbers you can trust), or remove it."
         )
-    chans = [_channels(im) for im in images]
+    chans = [channel_count(im) for im in images]
     common = Counter(chans).most_common(1)[0][0]
     odd = [f"'{names[i]}' ({labels[i]}, {c})" for i, c in enumerate(chans) if c != common]
     if odd:

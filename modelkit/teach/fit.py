@@ -23,6 +23,7 @@ along the grid; the default, faster in bench/bench_teach.py) and ``"sklearn"``
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 7))
 MAX_ITER = 100  # per grid value; warm starts make most fits far shorter
+SMALL_FLOPS = 5e8  # below this, one thread is faster
 TOLERANCE = 1e-4  # on the gradient of the per-image objective
 
 
@@ -150,6 +152,18 @@ def _proba(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndar
 SOLVERS = {"torch": _TorchPath, "sklearn": _SklearnPath}
 
 
+@contextlib.contextmanager
+def _threads(count: int):
+    """Run with ``count`` torch threads: a probe's operations are small, and on a busy 2-core
+    machine syncing two threads cost 3-20x more than it saved (bench/bench_teach.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_probe(
     vectors: np.ndarray,
     y: np.ndarray,
@@ -167,6 +181,13 @@ def fit_probe(
     y = np.asarray(y, dtype=np.int64)
     k = int(y.max()) + 1
     fold_of = split(y, folds, groups, seed)
+    flops = vectors.size * k * folds  # one evaluation of every fold's logits
+    with _threads(1 if flops < SMALL_FLOPS else torch.get_num_threads()):
+        return _fit(vectors, y, k, fold_of, grid, solver)
+
+
+def _fit(vectors, y, k, fold_of, grid, solver) -> Probe:
+    folds = int(fold_of.max()) + 1
     path = SOLVERS[solver](vectors, y, k, np.stack([fold_of != f for f in range(folds)]))
     accuracy, log_loss, oofs = [], [], []
     for c in grid:  # weakest regularisation last: each fit starts from the previous optimum

@@ -9,11 +9,14 @@
 The cost is the embeddings (batched, ``progress(done, total)`` counts images, cached per image
 so teaching again after adding a few images or changing the fit costs only the new work); the
 fit is ``teach.fit.fit_probe`` and the numbers ``teach.metrics.report``, all out of fold.
-Random weights (``pretrained=False``) are allowed and said loudly in ``warnings``.
+Random weights (``pretrained=False``) are allowed and said loudly in ``warnings``. With neither
+``in_chans`` nor ``channels`` given, the model takes the examples' channel count (gray photos
+and 13-band tiles teach without settings); the head's setup keeps it for prediction.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -22,7 +25,7 @@ import modelkit
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS, embeddings
 from modelkit.runtime.run import default_model_cache, model_key
-from modelkit.teach.examples import check_examples, digest_groups
+from modelkit.teach.examples import channel_count, check_examples, digest_groups
 from modelkit.teach.fit import fit_probe
 from modelkit.teach.head import TrainedHead
 from modelkit.teach.metrics import report
@@ -74,6 +77,8 @@ def train_head(
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
     name = f"{model}.{tag}" if tag and pretrained else model
+    if in_chans is None and channels is None:  # the model takes what the examples have
+        in_chans = channel_count(items[0])
     settings = dict(pretrained=pretrained, in_chans=in_chans, channels=channels,
                     rgb_channels=rgb_channels, scaling=scaling, device=device,
                     precision=precision)  # fmt: skip
@@ -102,6 +107,7 @@ def train_head(
         "random_weights": list(emb.random_weights), "examples": len(y),
         "modelkit": modelkit.__version__,
     }  # fmt: skip
+    setup = json.loads(json.dumps(setup))  # plain JSON types: as the saved file gives it back
     fit = {"C": probe.C, "folds": folds, "seed": seed, "solver": solver, "grid": list(probe.grid),
            "grid_accuracy": probe.grid_accuracy, "grid_log_loss": probe.grid_log_loss,
            "embedding_cache_hits": int(emb.cache_hits.sum())}  # fmt: skip
