@@ -114,7 +114,9 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
     ]  # fmt: skip
     return (
         "", teach_figures.summary(head), teach_figures.per_class_rows(head),
-        teach_figures.confusion_figure(head.confusion, head.classes), wrong, str(path),
+        teach_figures.confusion_figure(head.confusion, head.classes),
+        gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {len(wrong)}"
+                  + (" (showing 24)" if len(head.misclassified) > 24 else "")), str(path),
         head_snippet(head.setup, name, "your_image.png"), str(path),
         f"Using the head just trained ({name}).",
     )  # fmt: skip
