@@ -7,6 +7,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features, embeddings
+    teach    train_head, load_head, TrainedHead
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -45,6 +46,9 @@ _EXPORTS = {
     "predict": "modelkit.runtime.engine",
     "features": "modelkit.runtime.engine",
     "embeddings": "modelkit.runtime.embeddings",
+    "train_head": "modelkit.teach.train",
+    "load_head": "modelkit.teach.head",
+    "TrainedHead": "modelkit.teach.head",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

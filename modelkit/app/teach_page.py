@@ -1,0 +1,244 @@
+"""The Teach tab: examples per class (a ZIP with one folder per class, or uploads under a class
+name), thumbnails, train with a progress bar, then out-of-fold accuracy beside chance, recall and
+precision per class, the confusion matrix, the examples it got wrong and the warnings; predict
+with the taught classes; export the head file and a snippet; use an earlier head file again.
+Endpoints: /teach (ZIP in; metrics JSON and the head file out), /predict_with_head."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import gradio as gr
+
+from modelkit.app import figures, runs, teach_figures, teach_state
+from modelkit.app.api import endpoint
+from modelkit.app.gpu import on_gpu
+from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.setup_form import FILE_TYPES, SetupForm
+from modelkit.errors import ConfigError
+from modelkit.runtime.embeddings import VIEW_SETS
+from modelkit.teach.head import TrainedHead, load_head
+from modelkit.teach.snippet import head_snippet
+from modelkit.teach.train import train_head
+
+INTRO = """Teach the model **your** classes: give a few labelled examples per class (any channel
+count). The frozen model turns each image into its pooled features, and a logistic-regression
+head learns your classes on them. The accuracy shown is cross-validated: every example is scored
+by a head that never saw it. Model, weights, tag, scaling and device come from the form above;
+the channels follow your examples unless you pick channels there."""
+
+
+@functools.lru_cache(maxsize=4)
+def _head(path: str, mtime_ns: int) -> TrainedHead:
+    return load_head(path)
+
+
+def head_from(path: str | None) -> TrainedHead:
+    if not path:
+        raise ConfigError("No head yet: train one above, or upload an earlier head file.")
+    return _head(str(path), Path(path).stat().st_mtime_ns)
+
+
+def _file_name(head: TrainedHead) -> str:
+    model = re.sub(r"[^A-Za-z0-9_.-]", "-", head.model)[:60]
+    return f"head-{model}-{len(head.classes)}classes.safetensors"
+
+
+def _teach(examples, setup, augment: str, progress=None) -> TrainedHead:
+    return train_head(
+        examples.images, examples.labels, setup.model, pretrained=setup.pretrained,
+        tag=setup.tag or None, channels=setup.channels,
+        in_chans=len(setup.channels) if setup.channels else None, scaling=setup.scaling,
+        augment=augment, image_bytes=examples.image_bytes, names=examples.names,
+        device=setup.device, precision=setup.precision, progress=progress,
+    )  # fmt: skip
+
+
+def _examples_view(items: list[dict], warnings=()):
+    found = teach_state.counts(items)
+    note = ", ".join(f"**{c}** {n}" for c, n in found.items()) or "No examples yet."
+    if warnings:
+        note += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
+    choices = list(found)
+    return (
+        "", items, note, teach_state.thumbnails(items),
+        gr.update(choices=choices, value=choices[0] if choices else None),
+    )  # fmt: skip
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+@guarded
+def on_zip(file):
+    if not file:
+        return {status(): ""}
+    items, warnings = teach_state.from_zip(file)
+    return _examples_view(items, warnings)
+
+
+@guarded
+def on_add(items, cls, files):
+    return _examples_view(teach_state.add(items, cls, files))
+
+
+@guarded
+def on_rename(items, old, new):
+    return _examples_view(teach_state.rename(items, old, new))
+
+
+@guarded
+def on_remove(items, cls):
+    return _examples_view(teach_state.remove(items, cls))
+
+
+@guarded
+@on_gpu(300)
+def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B008
+    setup = runs.make_setup(*form_values)
+    progress(0.0, desc="Reading the examples")
+    examples = teach_state.load(items)
+
+    def count(done: int, total: int) -> None:
+        progress((done, total), desc="Embedding the examples", unit="images")
+
+    head = _teach(examples, setup, augment, count)
+    name = _file_name(head)
+    path = runs.EXPORTS.write(name, head.to_bytes())
+    wrong = [
+        (teach_state.thumbnail(examples.image_bytes[m["index"]], m["name"]),
+         f"{m['true']} ► {m['predicted']} ({m['probability']:.0%})")
+        for m in head.misclassified[:24]
+    ]  # fmt: skip
+    return (
+        "", teach_figures.summary(head), teach_figures.per_class_rows(head),
+        teach_figures.confusion_figure(head.confusion, head.classes),
+        gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {len(wrong)}"
+                  + (" (showing 24)" if len(head.misclassified) > 24 else "")), str(path),
+        head_snippet(head.setup, name, "your_image.png"), str(path),
+        f"Using the head just trained ({name}).",
+    )  # fmt: skip
+
+
+@guarded
+def on_head_upload(file):
+    if not file:
+        return {status(): ""}
+    head = head_from(file)
+    return (
+        "", str(file), f"Using the uploaded head **{Path(file).name}**: "
+        f"{', '.join(head.classes)} on `{head.model}`.\n\n" + teach_figures.summary(head),
+    )  # fmt: skip
+
+
+@guarded
+@on_gpu(60)
+def on_predict(file, head_path, top_k):
+    head, image = head_from(head_path), runs.load_image(file)
+    result = head.predict(image, top_k=int(top_k or 5))
+    chart = figures.topk_figure(result.labels, result.probabilities,
+                                title="Taught classes")  # fmt: skip
+    return "", chart, teach_figures.head_note(head, Path(head_path).name)
+
+
+# --- API ------------------------------------------------------------------------------------------
+
+
+@api_guarded
+def api_teach(zip_file, model, pretrained, scaling, augment):
+    if not zip_file:
+        raise ConfigError("Send a ZIP with one folder of images per class.")
+    items, _ = teach_state.from_zip(zip_file)
+    setup = runs.make_setup(model, pretrained, "", None, None, None, None, 5,
+                            scaling or "auto", "auto", "fp32")  # fmt: skip
+    head = _teach(teach_state.load(items), setup, augment or "none")
+    path = runs.EXPORTS.write(_file_name(head), head.to_bytes())
+    return teach_figures.metrics_json(head), str(path)
+
+
+@api_guarded
+def api_predict_with_head(image, head_file, top_k):
+    head = head_from(head_file)
+    result = head.predict(runs.load_image(image), top_k=int(top_k or 5))
+    return {"head": Path(head_file).name, "model": head.model, "classes": head.classes,
+            "predictions": runs.top_rows(result)}  # fmt: skip
+
+
+def _api() -> None:
+    with gr.Group(visible=False):
+        zip_file, image, head_file = gr.File(), gr.File(), gr.File()
+        model = gr.Textbox(label="model", value="efficientnet_lite0")
+        pretrained = gr.Checkbox(label="pretrained", value=True)
+        scaling = gr.Textbox(label="scaling", value="auto")
+        augment = gr.Textbox(label="augment", value="none")
+        top_k = gr.Number(label="top_k", value=5)
+        result, out_file = gr.JSON(), gr.File()
+    endpoint(api_teach, [zip_file, model, pretrained, scaling, augment], [result, out_file],
+             api_name="teach", concurrency_id=MODEL_WORK)  # fmt: skip
+    endpoint(api_predict_with_head, [image, head_file, top_k], result,
+             api_name="predict_with_head", concurrency_id=MODEL_WORK)  # fmt: skip
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+
+def build(form: SetupForm) -> gr.State:
+    """The Teach tab; returns the state holding the path of the head in use."""
+    gr.Markdown(INTRO)
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            zip_file = gr.File(label="Examples as a ZIP (one folder per class)",
+                               file_types=[".zip"], elem_id="mk-teach-zip", height=110)  # fmt: skip
+        with gr.Column():
+            with gr.Row():
+                cls = gr.Textbox(label="Class name", scale=2, elem_id="mk-teach-class")
+                add = gr.Button("Add images to this class", scale=1)
+            files = gr.File(label="Images of this class", file_count="multiple",
+                            file_types=FILE_TYPES, height=110)  # fmt: skip
+    with gr.Row():
+        picked = gr.Dropdown(label="Class", choices=[], scale=2)
+        new_name = gr.Textbox(label="New name", scale=2)
+        rename = gr.Button("Rename", size="sm", scale=1)
+        remove = gr.Button("Remove class", size="sm", scale=1)
+    counts = gr.Markdown(elem_id="mk-teach-counts")
+    gallery = gr.Gallery(label="Examples per class", columns=8, height=220, object_fit="contain")
+    with gr.Row():
+        augment = gr.Radio(list(VIEW_SETS), value="none", label="Views (dihedral: 8 flips and "
+                           "turns, for overhead and microscopy images)")  # fmt: skip
+        train = gr.Button("Train", variant="primary", elem_id="mk-teach-train")
+    report = gr.Markdown(elem_id="mk-teach-summary")
+    with gr.Row(equal_height=False):
+        table = gr.Dataframe(headers=teach_figures.PER_CLASS_HEADERS, interactive=False, scale=1)
+        confusion = gr.Plot(show_label=False, elem_id="mk-teach-confusion", scale=2)
+    wrong = gr.Gallery(label="Examples it got wrong (true ► predicted)", columns=8, height=200)
+    with gr.Accordion("Export the head", open=False):
+        head_file = gr.File(label="Head file (.safetensors)", interactive=False)
+        snippet = gr.Code(language="python", label="Reproduce its probabilities in Python")
+    gr.Markdown("### Predict with the taught classes")
+    with gr.Row():
+        image = gr.File(label="Image", file_types=FILE_TYPES, elem_id="mk-teach-image", height=110)
+        earlier = gr.File(label="Or use an earlier head file", file_types=[".safetensors"],
+                          elem_id="mk-teach-head-upload", height=110)  # fmt: skip
+    head_note = gr.Markdown(elem_id="mk-teach-head-note")
+    predict = gr.Button("Predict with the taught classes", elem_id="mk-teach-predict")
+    chart = gr.Plot(show_label=False, elem_id="mk-teach-chart")
+    answer = gr.Markdown()
+    items, head_path = gr.State([]), gr.State(None)
+
+    private = dict(api_visibility="private")
+    view = [status(), items, counts, gallery, picked]
+    zip_file.change(on_zip, zip_file, view, **private)
+    add.click(on_add, [items, cls, files], view, **private)
+    rename.click(on_rename, [items, picked, new_name], view, **private)
+    remove.click(on_remove, [items, picked], view, **private)
+    model_work = dict(concurrency_id=MODEL_WORK, **private)
+    train.click(on_train, [items, augment, *form.inputs],
+                [status(), report, table, confusion, wrong, head_file, snippet, head_path,
+                 head_note], **model_work)  # fmt: skip
+    earlier.change(on_head_upload, earlier, [status(), head_path, head_note], **private)
+    predict.click(on_predict, [image, head_path, form.top_k], [status(), chart, answer],
+                  **model_work)  # fmt: skip
+    _api()
+    return head_path
