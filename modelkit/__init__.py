@@ -7,6 +7,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features, embeddings
+    batch    batch, BatchResult (python -m modelkit batch: the command line)
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -45,6 +46,8 @@ _EXPORTS = {
     "predict": "modelkit.runtime.engine",
     "features": "modelkit.runtime.engine",
     "embeddings": "modelkit.runtime.embeddings",
+    "batch": "modelkit.batch.job",
+    "BatchResult": "modelkit.batch.job",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
