@@ -44,6 +44,20 @@ def check_what(what) -> tuple[str, ...]:
     return tuple(w for w in WHATS if w in what)
 
 
+def random_weights(model: str, options: dict) -> list[str]:
+    """The random parts of the model a batch with these options runs (see factory.random_parts),
+    without building it."""
+    settings = {k: v for k, v in options.items() if k not in ("what", "head", "top_k",
+                                                                "use_result_cache")}  # fmt: skip
+    head = heads.load(options["head"]) if options.get("head") is not None else None
+    if head is not None:
+        model, settings = heads.merge(head, model, settings)
+    key = model_key_for(model, common(**settings))
+    with_head = "predictions" in check_what(options.get("what", WHATS)) and head is None
+    return random_parts(model, key.pretrained, key.num_classes, key.in_chans,
+                        key.in_chans_init, with_head=with_head)  # fmt: skip
+
+
 @dataclass
 class Prepared:
     names: list[str]
@@ -86,10 +100,8 @@ class Extractor:
         self._pool: ThreadPoolExecutor | None = None
         net = self.net()  # build (or fetch) once: a model that cannot be built stops here
         self.config = net.data_config
-        with_head = "predictions" in self.what and self.head is None
-        self.random_weights = random_parts(model, self.key.pretrained, self.key.num_classes,
-                                           self.key.in_chans, self.key.in_chans_init,
-                                           with_head=with_head)  # fmt: skip
+        self.random_weights = random_weights(model, {"what": self.what, "head": self.head,
+                                                     **settings})  # fmt: skip
         if "predictions" in self.what and self.head is None and net.num_classes == 0:
             raise ConfigError(f"'{model}' has no classifier (num_classes=0) to predict with; "
                               "ask for embeddings only, or give a head.")  # fmt: skip

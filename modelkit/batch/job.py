@@ -113,7 +113,9 @@ def batch(
         if todo and engine == "ray":
             from modelkit.batch.ray_engine import run_ray
 
-            random_weights = run_ray(model, found, todo, options, size, workers, sink, step)
+            scratch = output.parts if output is not None else Path(".")
+            scratch.mkdir(exist_ok=True)
+            random_weights = run_ray(model, todo, scratch, options, size, workers, sink, step)
         elif todo:
             extractor = Extractor(model, workers=workers, model_cache=model_cache,
                                   result_cache=result_cache, **options)  # fmt: skip
