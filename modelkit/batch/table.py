@@ -17,6 +17,7 @@ built in memory.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -237,6 +238,21 @@ def npz_arrays(table: pa.Table, what: Sequence[str]) -> dict[str, np.ndarray]:
             [r[column] if r[column] is not None else [blank] * width for r in rows], dtype=kind
         ).reshape(len(rows), width)
     return out
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def csv_text(table: pa.Table) -> str:
+    """The CSV form of the rows (predictions; lists as JSON), as ``Output`` writes it."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_csv_row(row) for row in table.to_pylist())
+    return buffer.getvalue()
 
 
 def read(path: str | os.PathLike) -> pa.Table:
