@@ -18,6 +18,7 @@ from modelkit.app import runs
 from modelkit.app.form import Setup
 from modelkit.errors import ConfigError
 from modelkit.images.limits import ImageArray
+from modelkit.runtime import engine
 
 FEWEST, MOST = 2, 4
 OPTIONS = ("pretrained", "tag", "in_chans", "num_classes", "channels", "scaling")
@@ -102,7 +103,9 @@ def compare(
     """Run every setup on the image; a plain-types summary and the maps for the figures."""
     models, nets = [], []
     for setup in setups:
-        result = runs.run_predict(setup, image)
+        # no result cache: the times compared are of a real forward pass each
+        result = engine.predict(**runs.engine_kwargs(setup, image, top_k=setup.top_k,
+                                                     use_result_cache=False))  # fmt: skip
         net = runs.cached_model(setup)
         nets.append(net)
         timings = runs.field(result, "timings")

@@ -59,8 +59,8 @@ def _from_folder(folder: Path) -> Inputs:
         for filename in filenames:
             path = Path(dirpath) / filename
             name = path.relative_to(folder).as_posix()
-            if filename.startswith(".") or path.is_symlink():
-                continue  # hidden files and links are not part of the folder's data
+            if filename.startswith("."):
+                continue  # hidden files (.DS_Store, ._name) are not part of the folder's data
             if _is_image(filename):
                 items.append(Item(name, _reader(path), str(path)))
             else:
