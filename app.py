@@ -4,7 +4,7 @@ This file only assembles the page: the shared setup form on top (``modelkit/app/
 one tab per task below it (``modelkit/app/<tab>.py``), the API endpoints
 (``modelkit/app/api.py``). Every computation is a call into ``modelkit``. Run ``python app.py``
 (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). Named API endpoints for gradio_client:
-/search_models, /model_info, /predict, /features, /teach, /predict_with_head.
+/search_models, /model_info, /predict, /features, /teach, /predict_with_head, /compare.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from modelkit.app import api, explore, guard, setup_form, teach_page  # noqa: E402
+from modelkit.app import (  # noqa: E402
+    api,
+    batch_page,
+    compare_page,
+    explore,
+    guard,
+    setup_form,
+    teach_page,
+)
 
 log = logging.getLogger("modelkit.app")
 ASSETS = setup_form.ASSETS
@@ -34,6 +42,10 @@ with gr.Blocks(title="modelkit") as demo:
             explore.build(form)
         with gr.Tab("Teach", elem_id="mk-tab-teach"):
             teach_page.build(form)
+        with gr.Tab("Batch", elem_id="mk-tab-batch"):
+            batch_page.build(form)
+        with gr.Tab("Compare", elem_id="mk-tab-compare"):
+            compare_page.build(form)
     api.build()
 
 demo.queue(

@@ -11,7 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "modelkit"
 # the stages in data-flow order: a module may import its own stage and the stages before it
-STAGES = ["errors", "config", "images", "models", "runtime", "teach", "explain", "batch", "app"]
+# (__main__ is the command line: an entry point after every stage)
+STAGES = ["errors", "config", "images", "models", "runtime", "teach", "explain", "batch", "app",
+          "__main__"]  # fmt: skip
 GRADIO_FREE = {"form", "figures", "exports", "snippet", "runs", "__init__"}
 
 

@@ -1,0 +1,76 @@
+"""The Compare tab: 2 to 4 models (or setups of one model) on the current image, side by side;
+and the /compare endpoint (the same comparison as JSON)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from modelkit.app import batch_figures, compare, form, runs
+from modelkit.app.api import endpoint
+from modelkit.app.gpu import on_gpu
+from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.setup_form import SetupForm
+from modelkit.models.registry import list_models
+
+HEADERS = ["model", "top-1", "parameters (M)", "forward ms", "total ms"]
+DEFAULT = ["efficientnet_lite0", "efficientnet_lite0 pretrained=no"]
+
+
+def _run(file, entries, form_values):
+    image = runs.load_image(file)
+    base = runs.make_setup(*form_values)
+    return compare.compare(compare.parse_entries(entries, base), image, base)
+
+
+@guarded
+@on_gpu(90)
+def on_compare(file, entries, *form_values):
+    summary, maps = _run(file, entries, form_values)
+    shared = set(summary["shared_labels"])
+    bars = [{"title": m["title"], "labels": [r["label"] for r in m["predictions"]],
+             "probabilities": [r["probability"] for r in m["predictions"]]}
+            for m in summary["models"]]  # fmt: skip
+    return (
+        "", compare.agreement_text(summary), compare.table_rows(summary),
+        batch_figures.topk_side_by_side(bars, shared),
+        batch_figures.stride_maps(maps, summary["strides"]),
+    )  # fmt: skip
+
+
+@api_guarded
+def api_compare(file, models, pretrained, top_k, scaling, channels):
+    """JSON: models (title, setup, predictions, params, forward_ms, total_ms, strides),
+    shared_labels, agreement, strides."""
+    image = runs.load_image(file)
+    base = form.Setup.from_form(pretrained=pretrained, top_k=top_k, scaling=scaling,
+                                channels=channels)  # fmt: skip
+    return compare.compare(compare.parse_entries(models, base), image, base)[0]
+
+
+def build(setup_form: SetupForm) -> None:
+    gr.Markdown("Run 2 to 4 models on the image above, with the setup above. Write a setup of "
+                "one model as `name key=value`, e.g. `efficientnet_lite0 pretrained=no` or "
+                "`resnet18 in_chans=4` (keys: pretrained, tag, in_chans, num_classes, channels, "
+                "scaling).")  # fmt: skip
+    with gr.Row():
+        entries = gr.Dropdown(list_models(), value=DEFAULT, multiselect=True, max_choices=4,
+                              allow_custom_value=True, label="Models or setups", scale=4,
+                              elem_id="mk-compare-models")  # fmt: skip
+        run = gr.Button("Compare", variant="primary", elem_id="mk-compare-run", scale=1)
+    verdict = gr.Markdown()
+    rows = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="mk-compare-table")
+    bars = gr.Plot(show_label=False, elem_id="mk-compare-topk")
+    maps = gr.Plot(show_label=False, elem_id="mk-compare-maps")
+    run.click(on_compare, [setup_form.upload, entries, *setup_form.inputs],
+              [status(), verdict, rows, bars, maps], concurrency_id=MODEL_WORK,
+              api_visibility="private")  # fmt: skip
+    # /compare: image, models ("a; b pretrained=no"), pretrained, top_k, scaling, channels
+    with gr.Group(visible=False):
+        api_inputs = [
+            gr.File(label="image"), gr.Textbox(label="models", value="; ".join(DEFAULT)),
+            gr.Checkbox(label="pretrained", value=True), gr.Number(label="top_k", value=5),
+            gr.Textbox(label="scaling", value="auto"),
+            gr.Textbox(label="channels", info="e.g. 3, 2, 1; empty: all"),
+        ]  # fmt: skip
+        result = gr.JSON()
+    endpoint(api_compare, api_inputs, result, api_name="compare", concurrency_id=MODEL_WORK)
