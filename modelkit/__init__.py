@@ -8,7 +8,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features, embeddings
     teach    train_head, load_head, TrainedHead
-    batch    batch, BatchResult (python -m modelkit batch: the command line)
+    batches  batch, BatchResult (python -m modelkit batch: the command line)
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -50,8 +50,8 @@ _EXPORTS = {
     "train_head": "modelkit.teach.train",
     "load_head": "modelkit.teach.head",
     "TrainedHead": "modelkit.teach.head",
-    "batch": "modelkit.batch.job",
-    "BatchResult": "modelkit.batch.job",
+    "batch": "modelkit.batches.job",
+    "BatchResult": "modelkit.batches.job",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

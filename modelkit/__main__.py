@@ -1,6 +1,6 @@
-"""``python -m modelkit batch ...``: see modelkit.batch.cli."""
+"""``python -m modelkit batch ...``: see modelkit.batches.cli."""
 
-from modelkit.batch.cli import main
+from modelkit.batches.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

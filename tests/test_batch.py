@@ -17,7 +17,7 @@ from batch_data import BAD, GOOD, make_folder, zip_folder
 
 import modelkit
 from modelkit import ConfigError, ImageReadError, embeddings, predict, read_image
-from modelkit.batch.table import Output
+from modelkit.batches.table import Output
 from modelkit.runtime.model_cache import ModelCache
 from modelkit.runtime.result_cache import ResultCache
 
@@ -236,8 +236,8 @@ def test_the_command_line_writes_the_table_and_names_mistakes(folder, tmp_path):
     assert "Traceback" not in refused.stderr
 
 
-def test_modelkit_batch_is_callable_whichever_import_came_first():
-    code = ("import modelkit.batch.cli, modelkit; assert callable(modelkit.batch); "
-            "from modelkit import batch; assert callable(batch); import sys; "
-            "assert 'torch' not in sys.modules")  # fmt: skip
+def test_modelkit_batch_is_the_function_whichever_import_came_first():
+    code = ("import sys, modelkit.batches.cli; assert 'torch' not in sys.modules; "
+            "import modelkit; assert modelkit.batch.__module__ == 'modelkit.batches.job'; "
+            "from modelkit import batch; assert batch is modelkit.batch")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

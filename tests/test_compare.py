@@ -14,7 +14,7 @@ from batch_data import make_folder, zip_folder
 from modelkit import ConfigError, predict
 from modelkit.app import batch_figures, compare
 from modelkit.app.form import Setup
-from modelkit.batch.project import project
+from modelkit.batches.project import project
 from modelkit.images.limits import ImageArray
 
 BASE = Setup(model="efficientnet_lite0", tag="", top_k=5)
@@ -87,8 +87,8 @@ def test_the_embedding_map_separates_what_differs():
 def test_the_batch_tab_rows_map_and_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     from modelkit.app import batch_page
-    from modelkit.batch import table as tables
-    from modelkit.batch.job import batch
+    from modelkit.batches import table as tables
+    from modelkit.batches.job import batch
 
     archive = zip_folder(make_folder(tmp_path / "images"), tmp_path / "images.zip")
     rows = batch(archive, "efficientnet_lite0", pretrained=True, use_result_cache=False).rows

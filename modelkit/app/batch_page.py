@@ -9,8 +9,8 @@ from modelkit.app import batch_figures, runs
 from modelkit.app.gpu import on_gpu
 from modelkit.app.guard import MODEL_WORK, guarded, status
 from modelkit.app.setup_form import SetupForm
-from modelkit.batch import table as tables
-from modelkit.batch.project import project
+from modelkit.batches import table as tables
+from modelkit.batches.project import project
 from modelkit.errors import ConfigError
 
 HEADERS = ["file", "folder", "top label", "probability", "error"]
@@ -46,7 +46,7 @@ def _figure(state: dict, colour_by: str):
 @guarded
 @on_gpu(120)
 def on_batch(archive, *form_values, progress=gr.Progress()):  # noqa: B008
-    from modelkit.batch.job import batch
+    from modelkit.batches.job import batch
 
     if not archive:
         raise ConfigError("Upload a .zip of images first (one sub-folder per group is fine).")

@@ -61,7 +61,7 @@ def _settings(args: argparse.Namespace) -> dict:
 def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from modelkit.batch.job import batch
+    from modelkit.batches.job import batch
 
     inputs = args.input[0] if len(args.input) == 1 else args.input
     bars: list = []  # made on the first report: a refused command prints no empty bar

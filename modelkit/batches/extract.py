@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from modelkit.batch import head as heads
-from modelkit.batch.table import schema
+from modelkit.batches import head as heads
+from modelkit.batches.table import schema
 from modelkit.errors import ConfigError, ModelkitError
 from modelkit.images.preprocess import preprocess
 from modelkit.images.read import read_image

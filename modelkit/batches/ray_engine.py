@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from modelkit.batch.extract import Extractor, random_weights
-from modelkit.batch.inputs import Item
-from modelkit.batch.table import schema
+from modelkit.batches.extract import Extractor, random_weights
+from modelkit.batches.inputs import Item
+from modelkit.batches.table import schema
 from modelkit.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds modelkit/

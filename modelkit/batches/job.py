@@ -24,11 +24,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelkit.batch import table as tables
-from modelkit.batch.extract import WHATS, Extractor, check_what
-from modelkit.batch.head import load as load_head
-from modelkit.batch.inputs import collect
-from modelkit.batch.local import run_local
+from modelkit.batches import table as tables
+from modelkit.batches.extract import WHATS, Extractor, check_what
+from modelkit.batches.head import load as load_head
+from modelkit.batches.inputs import collect
+from modelkit.batches.local import run_local
 from modelkit.errors import ConfigError
 
 ENGINES = ("local", "ray")
@@ -111,7 +111,7 @@ def batch(
     random_weights: list[str] = []
     try:
         if todo and engine == "ray":
-            from modelkit.batch.ray_engine import run_ray
+            from modelkit.batches.ray_engine import run_ray
 
             scratch = output.parts if output is not None else Path(".")
             scratch.mkdir(exist_ok=True)

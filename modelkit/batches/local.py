@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
-from modelkit.batch.extract import Extractor
-from modelkit.batch.inputs import Item
+from modelkit.batches.extract import Extractor
+from modelkit.batches.inputs import Item
 
 
 def run_local(
