@@ -103,6 +103,19 @@ def test_a_taught_head_gives_its_classes_from_the_same_embeddings(folder):
         run(folder, head=object())
 
 
+def test_a_taught_head_on_flipped_views_answers_as_it_does_alone(folder):
+    rng = np.random.default_rng(0)
+    setup = {"model": MODEL, "pretrained": True, "scaling": "auto", "views": "flips"}
+    weight, bias = rng.normal(0, 0.05, (3, 1280)), np.zeros(3)
+    head = modelkit.TrainedHead(classes=["a", "b", "c"], weight=weight, bias=bias, setup=setup)
+    rows = rows_by_file(run(folder, head=head).table())
+    for name in GOOD:
+        image = read_image((folder / name).read_bytes(), name)
+        alone = head.predict(image, top_k=3, use_result_cache=False, model_cache=CACHE)
+        assert rows[name]["labels"] == alone.labels
+        np.testing.assert_allclose(rows[name]["probabilities"], alone.probabilities, atol=1e-5)
+
+
 def test_results_share_the_per_image_cache_with_embeddings(folder, tmp_path):
     cache = ResultCache(tmp_path / "results")
     first = run([folder / "cats/c0.png"], use_result_cache=True, result_cache=cache).table()

@@ -92,6 +92,8 @@ class Extractor:
         if self.head is not None:
             model, settings = heads.merge(self.head, model, settings)
         self.model, self.top_k, self.names = model, top_k, names or {}
+        # a head taught on several views (flips, turns) predicts from all of them, as it does alone
+        self.views = str(getattr(self.head, "setup", {}).get("views") or "none")
         self.kw = common(**settings)
         self.key = model_key_for(model, self.kw)
         self.cache = model_cache if model_cache is not None else default_model_cache()
@@ -147,8 +149,9 @@ class Extractor:
     # --- the model ----------------------------------------------------------------------------
     def _embed(self, tensors: list, blobs: list) -> np.ndarray:
         out = embeddings(tensors, self.model, batch_size=max(1, len(tensors)), image_bytes=blobs,
-                         model_cache=self.cache, **self.cache_options, **self.kw)  # fmt: skip
-        return out.vectors[:, 0]
+                         views=self.views, model_cache=self.cache, **self.cache_options,
+                         **self.kw)  # fmt: skip
+        return out.vectors  # (N, V, D)
 
     def _vectors(self, p: Prepared) -> tuple[dict[int, np.ndarray], list[str | None]]:
         """Embeddings of the decoded files; if the batch fails, file by file (error rows)."""
@@ -170,6 +173,12 @@ class Extractor:
         return found, errors
 
     def _predict(self, vectors: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
+        """Top-k labels and probabilities from (N, V, D) embeddings."""
+        if hasattr(self.head, "probabilities"):  # a TrainedHead: views averaged as it does alone
+            probs = torch.from_numpy(self.head.probabilities(vectors)[1])
+            values, indices = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
+            return [[self.classes[int(i)] for i in row] for row in indices], values.float().numpy()
+        vectors = vectors[:, 0]
         layer = self.head.linear if self.head is not None else self.net().get_classifier()
         param = next(iter(layer.parameters()), None)
         x = torch.from_numpy(vectors)
@@ -192,7 +201,8 @@ class Extractor:
             columns["labels"] = [labels[where[i]] if i in where else None for i in range(n)]
             columns["probabilities"] = [probs[where[i]] if i in where else None for i in range(n)]
         if "embeddings" in self.what:
-            columns["embedding"] = [found.get(i) for i in range(n)]
+            # the embedding of the image as it is (the first view)
+            columns["embedding"] = [found[i][0] if i in found else None for i in range(n)]
         columns["error"] = errors
         return pa.Table.from_pydict(columns, schema=schema(self.what))
 
