@@ -45,8 +45,10 @@ from torchvision.transforms.v2 import functional as F
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.images.limits import ImageArray
+from modelkit.images.resize import full_resize_bytes, plan_crop, window_resize_crop
 
 CHUNK_BYTES = 16 * 2**20
+FULL_RESIZE_BYTES = 64 * 2**20  # above this, resize only the part of the image the crop reads
 SAMPLE_PIXELS = 1_000_000  # percentiles of larger bands come from a regular grid of this many
 SCALINGS = ("auto", "minmax", "percentile", "zscore", "none")
 _INTERPOLATIONS = {
@@ -203,23 +205,37 @@ def scale_image(
 
 
 def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tensor:
-    """Shorter side to resize_size (or floor(size / crop_pct)), antialiased; then centre crop."""
-    height, width = data_config.input_size[1:]
-    interpolation = _INTERPOLATIONS.get(data_config.interpolation)
-    if interpolation is None:
-        raise ConfigError(
-            f"Interpolation '{data_config.interpolation}' is not known; use one of "
-            f"{', '.join(_INTERPOLATIONS)}."
-        )
-    if data_config.resize_size:
-        size = [int(data_config.resize_size)]
-    elif height == width:
-        size = [int(math.floor(height / data_config.crop_pct))]
-    else:
-        size = [int(math.floor(height / data_config.crop_pct)),
-                int(math.floor(width / data_config.crop_pct))]  # fmt: skip
-    tensor = F.resize(tensor, size, interpolation=interpolation, antialias=True)
-    return F.center_crop(tensor, [height, width])
+    """Shorter side to resize_size (or floor(size / crop_pct)), antialiased; then centre crop.
+
+    torchvision's own resize when what it allocates is small (every ordinary image); otherwise
+    only the source pixels the crop reads are resized (``resize.window_resize_crop``), so a
+    1 x 100,000 image costs what a square one does. uint8 in, uint8 out.
+    """
+    plan = plan_crop(tensor.shape[-2], tensor.shape[-1], data_config)
+    if full_resize_bytes(plan, tensor.shape[0], tensor.element_size()) > FULL_RESIZE_BYTES:
+        return window_resize_crop(tensor, plan, data_config.interpolation)
+    interpolation = _INTERPOLATIONS[data_config.interpolation]
+    tensor = F.resize(tensor, list(plan.resized), interpolation=interpolation, antialias=True)
+    return F.center_crop(tensor, list(plan.crop))
+
+
+def _fill_values(data: np.ndarray) -> np.ndarray | None:
+    """Per band, what NaN/Inf become (see fill_nonfinite), read in row blocks; None if none."""
+    if data.dtype.kind != "f":
+        return None
+    fills, found = np.zeros(data.shape[0]), False
+    step = max(1, CHUNK_BYTES // max(1, data.shape[2] * data.itemsize))
+    for band in range(data.shape[0]):
+        low = np.inf
+        for r in range(0, data.shape[1], step):
+            block = data[band, r : r + step]
+            finite = np.isfinite(block)
+            if not finite.all():
+                found = True
+            if finite.any():
+                low = min(low, float(block[finite].min()))
+        fills[band] = low if np.isfinite(low) else 0.0
+    return fills if found else None
 
 
 def preprocess(
@@ -259,13 +275,22 @@ def preprocess(
         # The per-band statistics come from the full-resolution bands; the scaling itself is
         # linear, so it runs after the resize on the small tensor (clipping, for "percentile",
         # too). A few bands at a time keep the float copy under ~16 MB beside the image.
+        # A band too large for a float copy plus torchvision's resize is resized from the part
+        # the crop reads only, a block of rows at a time.
         params = scaling_params(data, scaling, percentiles)
-        step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
-        parts = [
-            resize_and_crop(_float_tensor(data[i : i + step]), data_config)
-            for i in range(0, data.shape[0], step)
-        ]
-        tensor = apply_scaling(parts[0] if len(parts) == 1 else torch.cat(parts), params)
+        plan = plan_crop(data.shape[1], data.shape[2], data_config)
+        one_band = 4 * data.shape[1] * data.shape[2] + full_resize_bytes(plan, 1, 4)
+        if one_band > FULL_RESIZE_BYTES:
+            tensor = window_resize_crop(data, plan, data_config.interpolation,
+                                        fills=_fill_values(data))  # fmt: skip
+        else:
+            step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
+            parts = [
+                resize_and_crop(_float_tensor(data[i : i + step]), data_config)
+                for i in range(0, data.shape[0], step)
+            ]
+            tensor = torch.cat(parts) if len(parts) > 1 else parts[0]
+        tensor = apply_scaling(tensor, params)
     if scaling != "zscore":
         tensor = F.normalize(tensor, list(data_config.mean), list(data_config.std))
     return tensor.unsqueeze(0).contiguous()
