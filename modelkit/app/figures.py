@@ -28,11 +28,13 @@ import torch
 from plotly.subplots import make_subplots
 
 from modelkit.config import DataConfig
+from modelkit.images.display import shrink
 from modelkit.images.preprocess import resize_and_crop
 
 FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 COLORSCALE = "Viridis"
 MARGIN = dict(l=10, r=10, t=48, b=10)
+OVERLAY_MAX_SIZE = 1024  # longest side of a background drawn under a heatmap
 
 
 def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
@@ -236,8 +238,12 @@ def mean_overlay_figure(
 
     ``background`` is (H, W, 3) uint8 in the model's input geometry (see ``input_view``); each
     feature-map cell covers the image pixels it was computed from, so no upsampling is needed.
+    A background over ``OVERLAY_MAX_SIZE`` on its longer side is shown reduced (block means), so
+    the figure stays small whatever image it is given.
     """
     array = _as_fmap(fmap)
+    if background is not None:
+        background = shrink(np.asarray(background, np.uint8), OVERLAY_MAX_SIZE)
     mean = array.mean(axis=0)
     fig = go.Figure()
     if background is not None:
@@ -269,7 +275,11 @@ def mean_overlay_figure(
 
 
 def input_view(rgb: np.ndarray, data_config: DataConfig) -> np.ndarray:
-    """An (H, W, 3) uint8 preview resized and centre-cropped exactly as the model input is."""
+    """An (H, W, 3) uint8 preview resized and centre-cropped exactly as the model input is.
+
+    Costs what the crop costs whatever ``rgb``'s shape (``resize_and_crop`` resizes only the part
+    the crop reads). ``rgb`` is usually ``display.composite(image)``, which reduces images over
+    2048 pixels a side: for those the view is made from the reduced preview."""
     tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(rgb, np.uint8), -1, 0)))
     cropped = resize_and_crop(tensor, data_config)
     return np.ascontiguousarray(cropped.permute(1, 2, 0).numpy())
