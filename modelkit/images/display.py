@@ -88,20 +88,24 @@ def band_presets(image: ImageArray | np.ndarray) -> dict[str, tuple[int, int, in
 
 
 def _reduce(band: np.ndarray, factor: int, fill: float | None) -> np.ndarray:
-    """float32 mean of each factor x factor block (edge blocks repeat the last row and column),
-    a block of rows at a time; NaN/Inf count as ``fill``."""
+    """float32 mean of each factor x factor block (blocks at the bottom and right edges average
+    the pixels they have), a block of rows at a time; NaN/Inf count as ``fill``."""
     height, width = band.shape
-    out_h, out_w = -(-height // factor), -(-width // factor)
-    out = np.empty((out_h, out_w), np.float32)
+    out_h = -(-height // factor)
+    col_starts = np.arange(0, width, factor)
+    col_counts = np.diff(np.append(col_starts, width)).astype(np.float32)
+    out = np.empty((out_h, len(col_starts)), np.float32)
     rows = max(1, (16 * 2**20) // (4 * width * factor))  # output rows per block
     for o0 in range(0, out_h, rows):
         o1 = min(out_h, o0 + rows)
         block = band[o0 * factor : o1 * factor].astype(np.float32)
         if fill is not None:
             block[~np.isfinite(block)] = fill
-        pad = ((0, (o1 - o0) * factor - block.shape[0]), (0, out_w * factor - width))
-        block = np.pad(block, pad, mode="edge") if any(p[1] for p in pad) else block
-        out[o0:o1] = block.reshape(o1 - o0, factor, out_w, factor).mean(axis=(1, 3))
+        sums = np.add.reduceat(block, col_starts, axis=1)
+        row_starts = np.arange(0, block.shape[0], factor)
+        row_counts = np.diff(np.append(row_starts, block.shape[0])).astype(np.float32)
+        sums = np.add.reduceat(sums, row_starts, axis=0)
+        out[o0:o1] = sums / row_counts[:, None] / col_counts[None, :]
     return out
 
 
