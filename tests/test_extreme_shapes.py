@@ -120,6 +120,27 @@ def child_main(folder: str) -> None:
         record[name]["growth_mib"] = (_rss_kib("VmHWM") - before) / 1024
         return value
 
+    def finite(levels) -> bool:
+        return all(bool(np.isfinite(lv["array"]).all()) for lv in levels)
+
+    # (step, what it computes from the image and the earlier results, what the parent checks)
+    steps = [
+        ("predict", lambda im, got: engine.predict(im, MODEL, top_k=3, **got["kw"]),
+         lambda p: dict(labels=p.labels, probabilities=[float(v) for v in p.probabilities])),
+        ("features", lambda im, got: engine.features(im, MODEL, **got["kw"]),
+         lambda f: dict(shapes=[list(lv["array"].shape) for lv in f.levels],
+                        finite=finite(f.levels))),
+        ("composite", lambda im, got: display.composite(im),
+         lambda rgb: dict(shape=list(rgb.shape), dtype=str(rgb.dtype))),
+        ("thumbnails", lambda im, got: display.band_thumbnails(im),
+         lambda thumbs: dict(shapes=[list(t.shape) for t in thumbs])),
+        ("stats", lambda im, got: display.band_stats(im),
+         lambda stats: dict(means=[s["mean"] for s in stats])),
+        ("input_view", lambda im, got: figures.input_view(display.composite(im), config),
+         lambda view: dict(shape=list(view.shape))),
+        ("overlay", lambda im, got: figures.mean_overlay_figure(
+            got["features"].levels[-1]["array"], got["input_view"]).to_json(), lambda _: {}),
+    ]  # fmt: skip
     manifest = json.loads(Path(folder, "manifest.json").read_text())
     for name, filename in manifest:
         data = Path(folder, filename).read_bytes()
@@ -127,33 +148,12 @@ def child_main(folder: str) -> None:
         image = step(record, "read", lambda: read_image(data, filename))  # noqa: B023
         if image is not None:
             record["read"].update(shape=list(image.data.shape), nbytes=image.data.nbytes)
-            kw = dict(in_chans=image.num_channels, **run)
-            pred = step(record, "predict", lambda: engine.predict(image, MODEL, top_k=3, **kw))  # noqa: B023
-            if pred is not None:
-                record["predict"].update(labels=pred.labels,
-                                         probabilities=[float(p) for p in pred.probabilities])  # fmt: skip
-            feats = step(record, "features", lambda: engine.features(image, MODEL, **kw))  # noqa: B023
-            if feats is not None:
-                arrays = [lv["array"] for lv in feats.levels]
-                record["features"].update(shapes=[list(a.shape) for a in arrays],
-                                          finite=all(bool(np.isfinite(a).all()) for a in arrays))  # fmt: skip
-            rgb = step(record, "composite", lambda: display.composite(image))  # noqa: B023
-            if rgb is not None:
-                record["composite"].update(shape=list(rgb.shape), dtype=str(rgb.dtype))
-            thumbs = step(record, "thumbnails", lambda: display.band_thumbnails(image))  # noqa: B023
-            if thumbs is not None:
-                record["thumbnails"].update(shapes=[list(t.shape) for t in thumbs])
-            stats = step(record, "stats", lambda: display.band_stats(image))  # noqa: B023
-            if stats is not None:
-                record["stats"].update(means=[s["mean"] for s in stats])
-            view = step(record, "input_view",
-                        lambda: figures.input_view(display.composite(image), config))  # noqa: B023  # fmt: skip
-            if view is not None:
-                record["input_view"].update(shape=list(view.shape))
-                if feats is not None:
-                    fmap = feats.levels[-1]["array"]
-                    step(record, "overlay",
-                         lambda: figures.mean_overlay_figure(fmap, view).to_json())  # noqa: B023  # fmt: skip
+            got = {"kw": dict(in_chans=image.num_channels, **run)}
+            for key, compute, summary in steps:
+                got[key] = step(record, key, lambda: compute(image, got))  # noqa: B023
+                if got[key] is None:
+                    break
+                record[key].update(summary(got[key]))
         print(json.dumps(record), flush=True)
 
 
