@@ -1,7 +1,8 @@
 """The windowed resize (only the source pixels the crop reads) equals torchvision's resize then
-centre crop: to float rounding for float tensors, within a grey level or two for uint8 (where
-torchvision rounds between its two passes); on random shapes, on the real images in assets/
-through ``preprocess``, and on an extreme shape against a hand-computed answer."""
+centre crop: to float rounding for float tensors; for uint8 exactly where an axis is downscaled
+(torch's own kernel runs on it) and within a grey level or two where a thin axis is blown up
+(torchvision's fixed-point weights); on random shapes, on the real images in assets/ through
+``preprocess``, and on an extreme shape against a hand-computed answer."""
 
 from __future__ import annotations
 
@@ -97,11 +98,8 @@ def test_preprocess_of_real_images_is_the_same_through_the_window(path, interpol
         with monkeypatch.context() as patched:
             patched.setattr(pre, "FULL_RESIZE_BYTES", 0)  # every resize through the window
             windowed = pre.preprocess(image, cfg)
-        if image.data.dtype == np.uint8:  # one grey level at most, on few pixels
-            diff = (windowed - usual).abs() * torch.tensor(std).view(1, -1, 1, 1) * 255
-            assert float(diff.max()) < 1.01 and float((diff > 0.5).float().mean()) < 0.01
-        else:
-            torch.testing.assert_close(windowed, usual, atol=2e-5, rtol=1e-5)
+        # downscaling axes go through torch's own kernel, uint8 too: the same numbers
+        torch.testing.assert_close(windowed, usual, atol=2e-5, rtol=1e-5)
 
 
 def test_one_by_100000_ramp_gives_the_interpolated_centre():

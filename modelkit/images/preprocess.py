@@ -257,7 +257,10 @@ def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tens
     1 x 100,000 image costs what a square one does. uint8 in, uint8 out.
     """
     plan = plan_crop(tensor.shape[-2], tensor.shape[-1], data_config)
-    if full_resize_bytes(plan, tensor.shape[0], tensor.element_size()) > FULL_RESIZE_BYTES:
+    cost = full_resize_bytes(plan, tensor.shape[0], tensor.element_size())
+    if tensor.dtype == torch.uint8:  # its uint8 kernel first repacks the image, 4 bytes a pixel
+        cost += 4 * tensor.shape[-2] * tensor.shape[-1] * math.ceil(tensor.shape[0] / 4)
+    if cost > FULL_RESIZE_BYTES:
         return window_resize_crop(tensor, plan, data_config.interpolation)
     interpolation = _INTERPOLATIONS[data_config.interpolation]
     tensor = F.resize(tensor, list(plan.resized), interpolation=interpolation, antialias=True)

@@ -10,15 +10,19 @@ Public API::
 torchvision resizes the shorter side to ``resize_size`` and then crops the centre; for a
 1 x 100,000 image that resized image has 25.6 M columns (26 GB as float32) of which 224 are kept.
 Resizing is separable and every output pixel is a weighted sum of a few source pixels, so here
-the weights of only the kept rows and columns are computed (with the formulas of torch's
-antialiased CPU kernel: the same centres, supports, filters and float32 arithmetic) and applied
-as two small matrix products to the part of the source they read, a band of rows at a time.
-Memory and time are bounded by the crop size and the source pixels actually read.
+each axis is resized on its own, a block of rows at a time: an axis whose resized length is close
+to the crop's (any downscale) by torch's own kernel, then cut to the crop; an axis blown up far
+beyond the crop (the long side of a thin strip) by the weights of the kept positions only (the
+formulas of torch's antialiased CPU kernel: the same centres, supports, filters and float32
+arithmetic), applied to the few source pixels they read. Memory is bounded by the crop and a
+block of rows; time by the source pixels the crop reads.
 
-Compared with torchvision's ``resize`` + ``center_crop`` on a float32 tensor the result agrees to
-float rounding (~1e-6); on a uint8 tensor torchvision resizes in fixed point and rounds between
-its two passes, so values here (rounded once) can differ by one grey level. ``preprocess`` keeps
-torchvision's own path whenever it is cheap (ordinary images), so their results do not change.
+Compared with torchvision's ``resize`` + ``center_crop`` the result agrees to float rounding
+(~1e-6) on float tensors, and exactly on uint8 tensors where both axes go through torch's kernel
+(its uint8 kernel then runs, pass by pass, on blocks of rows). Where a blown-up axis uses the
+weights here, uint8 values are rounded after each pass as torch's fixed-point kernel does, and
+can differ from it by a grey level or two. ``preprocess`` keeps torchvision's own path whenever it
+is cheap (ordinary images), so their results do not change.
 """
 
 from __future__ import annotations
@@ -174,37 +178,71 @@ def _float_block(data, rows: slice, cols: slice, fills) -> torch.Tensor:
     return block
 
 
+def _interpolate(x: torch.Tensor, size: list[int], interpolation: str) -> torch.Tensor:
+    """torch's antialiased resize of a float (C, H, W) tensor, as torchvision calls it."""
+    smooth = interpolation != "nearest"
+    return torch.nn.functional.interpolate(
+        x[None], size=size, mode=interpolation, antialias=smooth,
+        align_corners=False if smooth else None,
+    )[0]  # fmt: skip
+
+
+def _axis(plan: CropPlan, axis: int, interpolation: str):
+    """(lo, hi, apply, native): the source range one axis reads and ``apply(x, dim)``, which resizes
+    that range of ``x`` along ``dim`` and keeps the crop. torch's own kernel over the whole axis
+    when its resized length is near the crop's (downscaling: the usual case; ``native``), else
+    the weights of the kept positions only (a long axis blown up: a few source pixels)."""
+    size, out, first, count = (plan.source[axis], plan.resized[axis], plan.first[axis],
+                               plan.crop[axis])  # fmt: skip
+    if 0 <= first and first + count <= out <= 4 * count + 64:
+
+        def resize(x: torch.Tensor, dim: int) -> torch.Tensor:
+            shape = list(x.shape[1:])
+            shape[dim - 1] = out
+            return _interpolate(x, shape, interpolation).narrow(dim, first, count)
+
+        return 0, size, resize, True
+    matrix, lo, hi = _matrix(*axis_taps(size, out, first, count, interpolation))
+    transposed = matrix.T.contiguous()
+
+    def weigh(x: torch.Tensor, dim: int) -> torch.Tensor:
+        return x @ transposed if dim == 2 else matrix @ x
+
+    return lo, hi, weigh, False
+
+
 def window_resize_crop(data, plan: CropPlan, interpolation: str, *, fills=None) -> torch.Tensor:
     """``center_crop(resize(data))`` computed from the source pixels the crop reads only.
 
     ``data`` is (C, H, W), numpy or torch, any real dtype; ``fills`` (one value per band)
     replaces NaN/Inf. Returns float32 (C, crop_h, crop_w); for uint8 input the values are
-    rounded to whole grey levels and returned as uint8, as torchvision does.
+    rounded to whole grey levels (half up, after each pass, as torchvision's uint8 kernel does)
+    and returned as uint8.
     """
-    channels = data.shape[0]
-    rows, row_lo, row_hi = _matrix(*axis_taps(plan.source[0], plan.resized[0], plan.first[0],
-                                              plan.crop[0], interpolation))  # fmt: skip
-    cols, col_lo, col_hi = _matrix(*axis_taps(plan.source[1], plan.resized[1], plan.first[1],
-                                              plan.crop[1], interpolation))  # fmt: skip
+    channels, (crop_h, crop_w) = data.shape[0], plan.crop
+    row_lo, row_hi, resize_rows, rows_native = _axis(plan, 0, interpolation)
+    col_lo, col_hi, resize_cols, cols_native = _axis(plan, 1, interpolation)
     height, width = row_hi - row_lo, col_hi - col_lo
     whole = data.dtype in (np.dtype(np.uint8), torch.uint8)
-    out = torch.empty(channels, plan.crop[0], plan.crop[1])
-    cols_t = cols.T.contiguous()
+    out = torch.empty(channels, crop_h, crop_w)
     # channel groups keep the width-pass result (group, height, crop_w) within a block
-    group = max(1, BLOCK_BYTES // (4 * height * plan.crop[1]))
+    group = max(1, BLOCK_BYTES // (4 * height * crop_w))
     for c0 in range(0, channels, group):
         bands = slice(c0, min(channels, c0 + group))
-        narrow = torch.empty(bands.stop - c0, height, plan.crop[1])
+        narrow = torch.empty(bands.stop - c0, height, crop_w)
         band_fills = None if fills is None else fills[bands]
-        step = max(1, BLOCK_BYTES // (4 * (bands.stop - c0) * (width + plan.crop[1])))
+        row_bytes = 4 * (bands.stop - c0) * (width + max(plan.resized[1], crop_w))
+        step = max(1, BLOCK_BYTES // row_bytes)
         for r0 in range(0, height, step):
-            r1 = min(height, r0 + step)
-            block = _float_block(data[bands], slice(row_lo + r0, row_lo + r1),
-                                 slice(col_lo, col_hi), band_fills)  # fmt: skip
-            narrow[:, r0:r1] = torch.matmul(block, cols_t)
-        if whole:  # torchvision's uint8 resize rounds between its width and height passes
+            rows, cols = slice(row_lo + r0, row_lo + min(height, r0 + step)), slice(col_lo, col_hi)
+            if whole and cols_native:  # torch's uint8 kernel: torchvision's numbers exactly
+                block = torch.as_tensor(data[bands][:, rows, cols]).contiguous()
+            else:
+                block = _float_block(data[bands], rows, cols, band_fills)
+            narrow[:, r0 : r0 + step] = resize_cols(block, 2)
+        if whole and not cols_native:  # torchvision's uint8 resize rounds between its passes
             narrow.add_(0.5).floor_().clamp_(0, 255)
-        out[bands] = torch.matmul(rows, narrow)
+        out[bands] = resize_rows(narrow.to(torch.uint8) if whole and rows_native else narrow, 1)
     if whole:
         return out.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)
     return out
