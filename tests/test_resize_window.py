@@ -140,3 +140,18 @@ def test_nonfinite_values_are_filled_in_the_window_as_in_the_full_path(monkeypat
     windowed = pre.preprocess(data, cfg, scaling="minmax")
     assert torch.isfinite(windowed).all()
     torch.testing.assert_close(windowed, usual, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "sentinel2_13band.tif"])
+def test_model_view_is_the_input_view_of_the_composite(name):
+    from modelkit.app.figures import input_view
+    from modelkit.images.display import composite, model_view
+
+    image = read_image((ASSETS / name).read_bytes(), name)
+    cfg = DataConfig(interpolation="bicubic", crop_pct=0.875)  # 256 then the centre 224
+    exact = model_view(image, cfg)
+    assert exact.shape == (224, 224, 3) and exact.dtype == np.uint8
+    np.testing.assert_array_equal(input_view(image, cfg), exact)
+    diff = np.abs(exact.astype(int) - input_view(composite(image), cfg).astype(int))
+    # stretching before or after the resize: the same picture to a grey level or two
+    assert diff.mean() < 1.0 and np.mean(diff <= 2) > 0.99

@@ -9,6 +9,7 @@ Public API (stable)::
     band_thumbnails(image, max_size=128, *, percentiles=(2.0, 98.0)) -> list[np.ndarray]  # (h, w)
     band_stats(image) -> list[dict]  # index, name, min, max, mean, std, p2, p98, nonfinite
     shrink(rgb, max_size=PREVIEW_MAX_SIZE) -> np.ndarray  # (H, W, C) uint8 reduced to fit
+    model_view(image, data_config, bands=None) -> np.ndarray  # (h, w, 3): what the model sees
 
 ``image`` is an ``ImageArray`` or a (C, H, W) / (H, W) numpy array. Each band is stretched on its
 own between its 2nd and 98th percentiles (NaN/Inf first replaced by the band minimum, as in
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from modelkit.config import DataConfig
 from modelkit.errors import ConfigError
 from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import (
@@ -44,6 +46,7 @@ from modelkit.images.preprocess import (
     fill_values,
     row_blocks,
 )
+from modelkit.images.resize import plan_crop, window_resize_crop
 
 PREVIEW_MAX_SIZE = 2048  # longest side of a composite; larger images are reduced for display
 # Sentinel-2 MSI band combinations, by band name (names as in ESA products: B1..B12, B8A)
@@ -158,6 +161,32 @@ def _factor(height: int, width: int, max_size: int | None) -> int:
     return -(-max(height, width) // max(1, int(max_size)))
 
 
+def _pick_bands(image, data: np.ndarray, bands) -> tuple[int, ...]:
+    """The bands a preview shows: given, or the first preset, or the first three."""
+    if bands is None:
+        presets = band_presets(image)
+        bands = next(iter(presets.values())) if presets else tuple(range(min(data.shape[0], 3)))
+    elif isinstance(bands, (int, np.integer)):
+        bands = (int(bands),)
+    bands = tuple(bands)
+    if not 1 <= len(bands) <= 3:
+        raise ConfigError(
+            f"A preview shows 1, 2 or 3 bands; {len(bands)} were asked for ({list(bands)}). "
+            "Pick three bands for red, green and blue."
+        )
+    return tuple(check_channels(data.shape[0], bands, "image"))
+
+
+def _to_rgb(stretched: np.ndarray) -> np.ndarray:
+    """(k, h, w) uint8 -> (h, w, 3): RGB for 3 bands, gray for 1, magenta/green for 2."""
+    if len(stretched) == 3:
+        return np.ascontiguousarray(np.moveaxis(stretched, 0, -1))
+    if len(stretched) == 1:
+        return np.repeat(stretched[0][..., None], 3, axis=-1)
+    blend = np.einsum("chw,cr->hwr", stretched.astype(np.float32), MAGENTA_GREEN)
+    return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+
+
 def composite(
     image: ImageArray | np.ndarray,
     bands: Sequence[int] | int | None = None,
@@ -170,26 +199,36 @@ def composite(
     An image whose longer side is over ``max_size`` is reduced by the smallest integer factor
     that fits it (``None``: full resolution)."""
     data = as_chw(image)
-    if bands is None:
-        presets = band_presets(image)
-        bands = next(iter(presets.values())) if presets else tuple(range(min(data.shape[0], 3)))
-    elif isinstance(bands, (int, np.integer)):
-        bands = (int(bands),)
-    bands = tuple(bands)
-    if not 1 <= len(bands) <= 3:
-        raise ConfigError(
-            f"A preview shows 1, 2 or 3 bands; {len(bands)} were asked for ({list(bands)}). "
-            "Pick three bands for red, green and blue."
-        )
-    bands = tuple(check_channels(data.shape[0], bands, "image"))
+    bands = _pick_bands(image, data, bands)
     factor = _factor(data.shape[1], data.shape[2], max_size)
-    stretched = _preview_bands(data, bands, percentiles, factor)
-    if len(bands) == 3:
-        return np.ascontiguousarray(np.moveaxis(stretched, 0, -1))
-    if len(bands) == 1:
-        return np.repeat(stretched[0][..., None], 3, axis=-1)
-    blend = np.einsum("chw,cr->hwr", stretched.astype(np.float32), MAGENTA_GREEN)
-    return np.clip(blend + 0.5, 0, 255).astype(np.uint8)
+    return _to_rgb(_preview_bands(data, bands, percentiles, factor))
+
+
+def model_view(
+    image: ImageArray | np.ndarray,
+    data_config: DataConfig,
+    bands: Sequence[int] | int | None = None,
+    *,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> np.ndarray:
+    """(crop_h, crop_w, 3) uint8: the composite of exactly what a model with this data config
+    sees (``preprocess``'s resize and centre crop), for an image of any size or shape.
+
+    Each band is resized and cropped from the source pixels the crop reads only, then stretched
+    with the limits of the full-resolution band; for a picture at its own size it equals
+    ``input_view(composite(image))`` up to the order of resizing and stretching (a grey level).
+    Use it to lay a model's maps (feature maps, CAMs) over the image in the model's geometry."""
+    data = as_chw(image)
+    bands = _pick_bands(image, data, bands)
+    plan = plan_crop(data.shape[1], data.shape[2], data_config)
+    planes = []
+    for b in bands:
+        band = data[b : b + 1]
+        low, high = band_limits(band, "percentile", percentiles)
+        cropped = window_resize_crop(band, plan, data_config.interpolation,
+                                     fills=fill_values(band))  # fmt: skip
+        planes.append(_stretch_band(cropped[0].float().numpy(), low[0], high[0], None))
+    return _to_rgb(np.stack(planes))
 
 
 def shrink(rgb: np.ndarray, max_size: int = PREVIEW_MAX_SIZE) -> np.ndarray:
