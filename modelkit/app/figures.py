@@ -8,7 +8,7 @@ Public API::
     pca_rgb(fmap) -> (np.ndarray (H, W, 3) uint8, np.ndarray explained-variance ratios (3,))
     pca_figure(fmap, *, title=None) -> Figure
     mean_overlay_figure(fmap, background, *, opacity=0.5, title=None) -> Figure
-    input_view(rgb, data_config) -> np.ndarray (H, W, 3) uint8   # cropped as the model sees it
+    input_view(rgb | image, data_config) -> np.ndarray (H, W, 3) uint8  # as the model sees it
     band_gallery(thumbnails, stats) -> list[(np.ndarray, caption)]
     message_figure(text) -> Figure                      # an empty plot that says why it is empty
 
@@ -28,11 +28,14 @@ import torch
 from plotly.subplots import make_subplots
 
 from modelkit.config import DataConfig
+from modelkit.images.display import model_view, shrink
+from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import resize_and_crop
 
 FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 COLORSCALE = "Viridis"
 MARGIN = dict(l=10, r=10, t=48, b=10)
+OVERLAY_MAX_SIZE = 1024  # longest side of a background drawn under a heatmap
 
 
 def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
@@ -236,8 +239,12 @@ def mean_overlay_figure(
 
     ``background`` is (H, W, 3) uint8 in the model's input geometry (see ``input_view``); each
     feature-map cell covers the image pixels it was computed from, so no upsampling is needed.
+    A background over ``OVERLAY_MAX_SIZE`` on its longer side is shown reduced (block means), so
+    the figure stays small whatever image it is given.
     """
     array = _as_fmap(fmap)
+    if background is not None:
+        background = shrink(np.asarray(background, np.uint8), OVERLAY_MAX_SIZE)
     mean = array.mean(axis=0)
     fig = go.Figure()
     if background is not None:
@@ -268,8 +275,15 @@ def mean_overlay_figure(
     return _layout(fig, title or "Mean activation over the input", height=360)
 
 
-def input_view(rgb: np.ndarray, data_config: DataConfig) -> np.ndarray:
-    """An (H, W, 3) uint8 preview resized and centre-cropped exactly as the model input is."""
+def input_view(rgb: np.ndarray | ImageArray, data_config: DataConfig) -> np.ndarray:
+    """An (H, W, 3) uint8 preview resized and centre-cropped exactly as the model input is.
+
+    ``rgb`` is an (H, W, 3) uint8 preview (usually ``display.composite(image)``, which reduces
+    images over 2048 pixels a side), or the ``ImageArray`` itself: then the view is made from
+    the full-resolution pixels the crop reads (``display.model_view``), exact for any size or
+    shape. Either way it costs what the crop costs (only the part the crop reads is resized)."""
+    if isinstance(rgb, ImageArray):
+        return model_view(rgb, data_config)
     tensor = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(rgb, np.uint8), -1, 0)))
     cropped = resize_and_crop(tensor, data_config)
     return np.ascontiguousarray(cropped.permute(1, 2, 0).numpy())

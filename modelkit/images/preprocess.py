@@ -45,8 +45,10 @@ from torchvision.transforms.v2 import functional as F
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.images.limits import ImageArray
+from modelkit.images.resize import full_resize_bytes, plan_crop, window_resize_crop
 
 CHUNK_BYTES = 16 * 2**20
+FULL_RESIZE_BYTES = 64 * 2**20  # above this, resize only the part of the image the crop reads
 SAMPLE_PIXELS = 1_000_000  # percentiles of larger bands come from a regular grid of this many
 SCALINGS = ("auto", "minmax", "percentile", "zscore", "none")
 _INTERPOLATIONS = {
@@ -76,16 +78,21 @@ def select_channels(
     if channels is None or len(channels) == 0:
         return data
     count = data.shape[0]
+    index = check_channels(count, channels, source)
+    if index == list(range(count)):
+        return data
+    return data[index]
+
+
+def check_channels(count: int, channels: Sequence[int], source: str = "image") -> list[int]:
+    """The channel numbers as ints; ConfigError naming any that a ``count``-channel image lacks."""
     bad = [c for c in channels if not isinstance(c, (int, np.integer)) or not 0 <= c < count]
     if bad:
         raise ConfigError(
             f"Channel numbers {bad} do not exist in the {source}, which has {count} channels "
             f"(numbered 0 to {count - 1}). Pick channels from that range."
         )
-    index = [int(c) for c in channels]
-    if index == list(range(count)):
-        return data
-    return data[index]
+    return [int(c) for c in channels]
 
 
 def fill_nonfinite(data: np.ndarray) -> np.ndarray:
@@ -123,16 +130,53 @@ def _integer_percentiles(band: np.ndarray, percentiles: tuple[float, float]) -> 
     return result[0], result[1]
 
 
+def row_blocks(band: np.ndarray, itemsize: int = 8):
+    """Successive blocks of rows of a (H, W) band, each about CHUNK_BYTES at ``itemsize``."""
+    step = max(1, CHUNK_BYTES // max(1, band.shape[1] * itemsize))
+    for r in range(0, band.shape[0], step):
+        yield band[r : r + step]
+
+
+def band_moments(band: np.ndarray, fill: float | None = None) -> tuple[int, float, float]:
+    """(count, mean, sum of squared deviations) in float64, a block of rows at a time.
+
+    NaN/Inf count as ``fill`` when it is given, else they are left out."""
+    count, total = 0, 0.0
+    for block in row_blocks(band):
+        block = _finite_block(block, fill)
+        count, total = count + block.size, total + float(block.sum(dtype=np.float64))
+    mean = total / count if count else 0.0
+    squares = 0.0
+    for block in row_blocks(band):
+        deviation = _finite_block(block, fill).astype(np.float64) - mean
+        squares += float(np.dot(deviation.ravel(), deviation.ravel()))
+    return count, mean, squares
+
+
+def _finite_block(block: np.ndarray, fill: float | None) -> np.ndarray:
+    if block.dtype.kind != "f":
+        return block
+    finite = np.isfinite(block)
+    if finite.all():
+        return block
+    return np.where(finite, block, fill) if fill is not None else block[finite]
+
+
 def band_limits(
     data: np.ndarray, mode: str = "percentile", percentiles: tuple[float, float] = (2.0, 98.0)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band (low, high) for ``minmax`` or ``percentile`` stretching; NaN/Inf are ignored."""
-    data = fill_nonfinite(data)
+    """Per-band (low, high) for ``minmax`` or ``percentile`` stretching; NaN/Inf count as the
+    band's smallest finite value. Reads the full bands without copying them."""
+    fills = fill_values(data)
     lows, highs = np.empty(data.shape[0]), np.empty(data.shape[0])
     small_ints = data.dtype.kind in "ub" or (data.dtype.kind == "i" and data.dtype.itemsize <= 2)
     for i, band in enumerate(data):
+        fill = None if fills is None else fills[i]
         if mode == "minmax":
-            lows[i], highs[i] = band.min(), band.max()
+            parts = [_finite_block(b, None) for b in row_blocks(band)]
+            parts = [(b.min(), b.max()) for b in parts if b.size]
+            lows[i] = min((p[0] for p in parts), default=0.0)
+            highs[i] = max((p[1] for p in parts), default=0.0)
         elif small_ints:
             step = math.ceil(math.sqrt(band.size / SAMPLE_PIXELS))  # every step-th row and column
             lows[i], highs[i] = _integer_percentiles(band[::step, ::step], percentiles)
@@ -140,6 +184,7 @@ def band_limits(
             flat = band.ravel()
             if flat.size > SAMPLE_PIXELS:  # a regular subsample keeps huge float bands fast
                 flat = flat[:: math.ceil(flat.size / SAMPLE_PIXELS)]
+            flat = _finite_block(np.array(flat), fill)
             lows[i], highs[i] = np.percentile(flat, percentiles)
     return lows, highs
 
@@ -148,7 +193,8 @@ def scaling_params(
     data: np.ndarray, scaling: str = "auto", percentiles: tuple[float, float] = (2.0, 98.0)
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Per-band (offset, factor, clip): scaled = (x - offset) * factor, then clipped to [0, 1]
-    when ``clip``. Computed on the full-resolution bands (NaN/Inf replaced first)."""
+    when ``clip``. Computed on the full-resolution bands (NaN/Inf as the band minimum), a block
+    of rows at a time (no copy of the image)."""
     if scaling not in SCALINGS:
         raise ConfigError(f"Scaling '{scaling}' is not known; use one of {', '.join(SCALINGS)}.")
     if not 0 <= percentiles[0] < percentiles[1] <= 100:
@@ -162,11 +208,12 @@ def scaling_params(
         scaling = "percentile" if data.dtype.kind in "iu" else "none"
     if scaling == "none":
         return np.zeros(count), np.ones(count), False
-    data = fill_nonfinite(data)
     if scaling == "zscore":
-        low = np.array([band.mean(dtype=np.float64) for band in data])
-        spread = np.array([band.std(dtype=np.float64, ddof=1) if band.size > 1 else 0.0
-                           for band in data])  # fmt: skip
+        fills = fill_values(data)
+        moments = [band_moments(band, None if fills is None else fills[i])
+                   for i, band in enumerate(data)]  # fmt: skip
+        low = np.array([mean for _, mean, _ in moments])
+        spread = np.array([math.sqrt(sq / (n - 1)) if n > 1 else 0.0 for n, _, sq in moments])
     else:
         low, high = band_limits(data, scaling, percentiles)
         spread = high - low
@@ -203,23 +250,37 @@ def scale_image(
 
 
 def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tensor:
-    """Shorter side to resize_size (or floor(size / crop_pct)), antialiased; then centre crop."""
-    height, width = data_config.input_size[1:]
-    interpolation = _INTERPOLATIONS.get(data_config.interpolation)
-    if interpolation is None:
-        raise ConfigError(
-            f"Interpolation '{data_config.interpolation}' is not known; use one of "
-            f"{', '.join(_INTERPOLATIONS)}."
-        )
-    if data_config.resize_size:
-        size = [int(data_config.resize_size)]
-    elif height == width:
-        size = [int(math.floor(height / data_config.crop_pct))]
-    else:
-        size = [int(math.floor(height / data_config.crop_pct)),
-                int(math.floor(width / data_config.crop_pct))]  # fmt: skip
-    tensor = F.resize(tensor, size, interpolation=interpolation, antialias=True)
-    return F.center_crop(tensor, [height, width])
+    """Shorter side to resize_size (or floor(size / crop_pct)), antialiased; then centre crop.
+
+    torchvision's own resize when what it allocates is small (every ordinary image); otherwise
+    only the source pixels the crop reads are resized (``resize.window_resize_crop``), so a
+    1 x 100,000 image costs what a square one does. uint8 in, uint8 out.
+    """
+    plan = plan_crop(tensor.shape[-2], tensor.shape[-1], data_config)
+    cost = full_resize_bytes(plan, tensor.shape[0], tensor.element_size())
+    if tensor.dtype == torch.uint8:  # its uint8 kernel first repacks the image, 4 bytes a pixel
+        cost += 4 * tensor.shape[-2] * tensor.shape[-1] * math.ceil(tensor.shape[0] / 4)
+    if cost > FULL_RESIZE_BYTES:
+        return window_resize_crop(tensor, plan, data_config.interpolation)
+    interpolation = _INTERPOLATIONS[data_config.interpolation]
+    tensor = F.resize(tensor, list(plan.resized), interpolation=interpolation, antialias=True)
+    return F.center_crop(tensor, list(plan.crop))
+
+
+def fill_values(data: np.ndarray) -> np.ndarray | None:
+    """Per band, what NaN/Inf become (see fill_nonfinite), read in row blocks; None if none."""
+    if data.dtype.kind != "f":
+        return None
+    fills, found = np.zeros(data.shape[0]), False
+    for i, band in enumerate(data):
+        low = np.inf
+        for block in row_blocks(band, data.itemsize):
+            finite = np.isfinite(block)
+            found = found or not finite.all()
+            if finite.any():
+                low = min(low, float(block[finite].min()))
+        fills[i] = low if np.isfinite(low) else 0.0
+    return fills if found else None
 
 
 def preprocess(
@@ -259,13 +320,22 @@ def preprocess(
         # The per-band statistics come from the full-resolution bands; the scaling itself is
         # linear, so it runs after the resize on the small tensor (clipping, for "percentile",
         # too). A few bands at a time keep the float copy under ~16 MB beside the image.
+        # A band too large for a float copy plus torchvision's resize is resized from the part
+        # the crop reads only, a block of rows at a time.
         params = scaling_params(data, scaling, percentiles)
-        step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
-        parts = [
-            resize_and_crop(_float_tensor(data[i : i + step]), data_config)
-            for i in range(0, data.shape[0], step)
-        ]
-        tensor = apply_scaling(parts[0] if len(parts) == 1 else torch.cat(parts), params)
+        plan = plan_crop(data.shape[1], data.shape[2], data_config)
+        one_band = 4 * data.shape[1] * data.shape[2] + full_resize_bytes(plan, 1, 4)
+        if one_band > FULL_RESIZE_BYTES:
+            tensor = window_resize_crop(data, plan, data_config.interpolation,
+                                        fills=fill_values(data))  # fmt: skip
+        else:
+            step = max(1, CHUNK_BYTES // (4 * data.shape[1] * data.shape[2]))
+            parts = [
+                resize_and_crop(_float_tensor(data[i : i + step]), data_config)
+                for i in range(0, data.shape[0], step)
+            ]
+            tensor = torch.cat(parts) if len(parts) > 1 else parts[0]
+        tensor = apply_scaling(tensor, params)
     if scaling != "zscore":
         tensor = F.normalize(tensor, list(data_config.mean), list(data_config.std))
     return tensor.unsqueeze(0).contiguous()
