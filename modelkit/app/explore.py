@@ -11,7 +11,6 @@ from modelkit.app.guard import MODEL_WORK, guarded, status
 from modelkit.app.setup_form import SetupForm
 from modelkit.app.snippet import make_snippet
 from modelkit.errors import ConfigError
-from modelkit.images import display
 from modelkit.images.limits import ImageArray
 from modelkit.models.registry import get_pretrained_cfg
 
@@ -21,7 +20,7 @@ def _level_view(setup: form.Setup, image: ImageArray, level: dict):
     fmap = level["array"]
     fmap = fmap[0] if fmap.ndim == 4 else fmap
     config = get_pretrained_cfg(setup.name).data_config()
-    background = figures.input_view(display.composite(image), config)
+    background = figures.input_view(image, config)
     name = f"level {level['index']}"
     return (
         form.level_summary(level, fmap.shape),
