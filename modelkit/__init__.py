@@ -7,6 +7,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features
+    explain  explain, Explanation
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -44,6 +45,8 @@ _EXPORTS = {
     "FeatureInfo": "modelkit.models.features",
     "predict": "modelkit.runtime.engine",
     "features": "modelkit.runtime.engine",
+    "explain": "modelkit.explain.api",
+    "Explanation": "modelkit.explain.api",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
