@@ -206,11 +206,11 @@ def _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk, 
     elif method == "gradcam":
         step, level = resolve_level(net, layer)
         cam, importance, _ = grad_cam(scorer, x, index, step, reference)
-        heatmap = to_image(cam, image_hw, config)
+        heatmap = to_image(cam, image_hw, config, x.shape[-2:])
     else:
         attr, error, change = integrated_gradients(scorer, x, index, reference, steps, chunk)
         importance = attr.sum(dim=(1, 2))
-        heatmap = to_image(attr.sum(dim=0), image_hw, config)
+        heatmap = to_image(attr.sum(dim=0), image_hw, config, x.shape[-2:])
         checks.update(completeness_error=error, score_change=change, steps=steps)
     return Explanation(
         method=method, target_index=index, target_label=scorer.label(index),

@@ -52,7 +52,7 @@ class Reuse:
 
 
 def band_mask(x: torch.Tensor) -> torch.Tensor:
-    return torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1).expand_as(x)
+    return torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)  # broadcast over pixels
 
 
 def band_importance(scorer, x, logits, target: int, baseline: torch.Tensor, chunk: int,

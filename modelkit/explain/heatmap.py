@@ -67,14 +67,16 @@ def to_image(
     input_map: np.ndarray | torch.Tensor,
     image_hw: tuple[int, int] | None,
     config: DataConfig,
+    input_hw: tuple[int, int],
 ) -> np.ndarray:
-    """A (h, w) map over the model's input -> float32 (H, W) over the source image."""
+    """A (h, w) map over the model's input (``input_hw``: its size) -> float32 (H, W) over the
+    source image; ``image_hw`` None (a ready tensor was given): over the input itself."""
     grid = torch.as_tensor(input_map, dtype=torch.float32).detach().cpu()
-    crop_h, crop_w = config.input_size[1:]
+    crop_h, crop_w = (int(v) for v in input_hw)
     if tuple(grid.shape) != (crop_h, crop_w):
         grid = F.interpolate(grid[None, None], size=(crop_h, crop_w), mode="bilinear",
                              align_corners=False)[0, 0]  # fmt: skip
-    if image_hw is None:  # a ready tensor was given: its resolution is the model's
+    if image_hw is None:
         return grid.numpy().astype(np.float32)
     height, width = (int(v) for v in image_hw)
     check_size(height, width)
