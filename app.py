@@ -4,7 +4,7 @@ This file only assembles the page: the shared setup form on top (``modelkit/app/
 one tab per task below it (``modelkit/app/<tab>.py``), the API endpoints
 (``modelkit/app/api.py``). Every computation is a call into ``modelkit``. Run ``python app.py``
 (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). Named API endpoints for gradio_client:
-/search_models, /model_info, /predict, /features.
+/search_models, /model_info, /predict, /features, /explain.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from modelkit.app import api, explore, guard, setup_form  # noqa: E402
+from modelkit.app import api, explain_page, explore, guard, setup_form  # noqa: E402
 
 log = logging.getLogger("modelkit.app")
 ASSETS = setup_form.ASSETS
@@ -32,7 +32,10 @@ with gr.Blocks(title="modelkit") as demo:
     with gr.Tabs(elem_id="mk-tabs"):
         with gr.Tab("Explore", elem_id="mk-tab-explore"):
             explore.build(form)
+        with gr.Tab("Explain", elem_id="mk-tab-explain"):
+            explain_page.build(form)
     api.build()
+    explain_page.build_api()
 
 demo.queue(
     api_open=False, default_concurrency_limit=int(os.environ.get("MODELKIT_CONCURRENCY", "1"))

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-import modelkit
 from modelkit.errors import ConfigError
 from modelkit.explain.api import Explanation, explain
 from modelkit.runtime.engine import predict
@@ -66,8 +65,14 @@ def test_explanations_and_predictions_at_once_answer_as_alone(cache, x):
     jobs = [
         lambda: explain(x, NAME, method="gradcam", model_cache=cache, use_result_cache=False),
         lambda: explain(x, NAME, method="bands", model_cache=cache, use_result_cache=False),
-        lambda: explain(x, NAME, method="integrated_gradients", steps=4, model_cache=cache,
-                        use_result_cache=False),  # fmt: skip
+        lambda: explain(
+            x,
+            NAME,
+            method="integrated_gradients",
+            steps=4,
+            model_cache=cache,
+            use_result_cache=False,
+        ),  # fmt: skip
         lambda: predict(x, NAME, model_cache=cache, use_result_cache=False),
     ]
     alone = [_fields(job()) for job in jobs]
