@@ -194,20 +194,21 @@ def _shape(item) -> tuple[int, ...]:
 
 def _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk, samples, image_hw):
     scorer = Scorer(net, dev, resolve_precision(key.precision, dev), head)
-    with torch.inference_mode():
-        logits = scorer(x)
-    index = scorer.resolve_target(target, logits)
     reference = band_ops.baseline_tensor(x, baseline)
     config, heatmap, level, checks = net.data_config, None, None, {}
+    if method == "gradcam":  # its own pass gives the logits: no separate forward
+        step, level = resolve_level(net, layer)
+        cam, importance, logits, index = grad_cam(scorer, x, target, step, reference)
+        heatmap = to_image(cam, image_hw, config, x.shape[-2:])
+    else:
+        with torch.inference_mode():
+            logits = scorer(x)
+        index = scorer.resolve_target(target, logits)
     if method == "bands":
         importance, passes = band_ops.band_importance(scorer, x, logits, index, reference, chunk,
                                                       samples)  # fmt: skip
         checks["forward_passes"] = passes + 1
-    elif method == "gradcam":
-        step, level = resolve_level(net, layer)
-        cam, importance, _ = grad_cam(scorer, x, index, step, reference)
-        heatmap = to_image(cam, image_hw, config, x.shape[-2:])
-    else:
+    elif method == "integrated_gradients":
         attr, error, change = integrated_gradients(scorer, x, index, reference, steps, chunk)
         importance = attr.sum(dim=(1, 2))
         heatmap = to_image(attr.sum(dim=0), image_hw, config, x.shape[-2:])

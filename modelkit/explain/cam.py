@@ -79,14 +79,16 @@ def split_forward(scorer, x: torch.Tensor, step: int) -> tuple[torch.Tensor, tor
     return logits.float(), grid
 
 
-def grad_cam(scorer, x: torch.Tensor, target: int, step: int, baseline: torch.Tensor):
-    """(cam (h, w) >= 0, band estimate (C,), logits) for one input (1, C, H, W)."""
+def grad_cam(scorer, x: torch.Tensor, target, step: int, baseline: torch.Tensor):
+    """(cam (h, w) >= 0, band estimate (C,), logits, target index) for one input (1, C, H, W);
+    the target is resolved on this pass's logits (one forward in all)."""
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         logits, grid = split_forward(scorer, x, step)
+        target = scorer.resolve_target(target, logits.detach())
         grads = torch.autograd.grad(logits[0, target], [grid, x])
     g_grid, g_x = (g.float() for g in grads)
     weights = g_grid.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * grid.detach().float()).sum(dim=1))[0]
     bands = (g_x * (x.detach() - baseline)).sum(dim=(2, 3))[0]
-    return cam.cpu(), bands.cpu(), logits.detach()
+    return cam.cpu(), bands.cpu(), logits.detach(), target
