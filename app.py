@@ -4,7 +4,8 @@ This file only assembles the page: the shared setup form on top (``modelkit/app/
 one tab per task below it (``modelkit/app/<tab>.py``), the API endpoints
 (``modelkit/app/api.py``). Every computation is a call into ``modelkit``. Run ``python app.py``
 (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). Named API endpoints for gradio_client:
-/search_models, /model_info, /predict, /features, /teach, /predict_with_head, /compare.
+/search_models, /model_info, /predict, /features, /teach, /predict_with_head, /explain,
+/compare.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from modelkit.app import (  # noqa: E402
     api,
     batch_page,
     compare_page,
+    explain_page,
     explore,
     guard,
     setup_form,
@@ -42,11 +44,14 @@ with gr.Blocks(title="modelkit") as demo:
             explore.build(form)
         with gr.Tab("Teach", elem_id="mk-tab-teach"):
             teach_page.build(form)
+        with gr.Tab("Explain", elem_id="mk-tab-explain"):
+            explain_page.build(form)
         with gr.Tab("Batch", elem_id="mk-tab-batch"):
             batch_page.build(form)
         with gr.Tab("Compare", elem_id="mk-tab-compare"):
             compare_page.build(form)
     api.build()
+    explain_page.build_api()
 
 demo.queue(
     api_open=False, default_concurrency_limit=int(os.environ.get("MODELKIT_CONCURRENCY", "1"))

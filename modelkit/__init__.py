@@ -8,6 +8,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features, embeddings
     teach    train_head, load_head, TrainedHead
+    explanations explain, Explanation
     batches  batch, BatchResult (python -m modelkit batch: the command line)
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
@@ -52,6 +53,8 @@ _EXPORTS = {
     "TrainedHead": "modelkit.teach.head",
     "batch": "modelkit.batches.job",
     "BatchResult": "modelkit.batches.job",
+    "explain": "modelkit.explanations.api",
+    "Explanation": "modelkit.explanations.api",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -1,0 +1,136 @@
+"""The Explain tab: which bands and which regions drive the model's answer for the current image
+and setup; and the named endpoint /explain."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from modelkit.app import runs
+from modelkit.app.explain_figures import band_figure, map_figure
+from modelkit.app.gpu import on_gpu
+from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.setup_form import SetupForm
+from modelkit.errors import ConfigError
+from modelkit.explanations.bands import BASELINES
+from modelkit.explanations.bandsets import BAND_SETS, band_labels
+from modelkit.images import display
+
+METHODS = [
+    ("Band importance (each band replaced)", "bands"),
+    ("Band importance (Shapley, 8 orders)", "shapley"),
+    ("Grad-CAM (where it looks)", "gradcam"),
+    ("Integrated gradients (pixels and bands)", "integrated_gradients"),
+]
+FROM_FILE = "names from the file"
+SHAPLEY_SAMPLES = 8
+
+
+def run_explain(setup, image, method: str, target, baseline: str):
+    """explain() with the form's setup; 'shapley' is band importance by Shapley sampling."""
+    from modelkit.explanations.api import explain
+
+    samples = SHAPLEY_SAMPLES if method == "shapley" else None
+    method = "bands" if method == "shapley" else method
+    if method not in {m for _, m in METHODS}:
+        raise ConfigError(f"Method {method!r} is not known; pick one from the list.")
+    target = None if target in (None, "") else int(target)
+    return explain(**runs.engine_kwargs(setup, image), method=method, target=target,
+                   baseline=baseline or "mean", shapley_samples=samples)  # fmt: skip
+
+
+def _labels(out, preset: str | None) -> list[str]:
+    count = len(out.band_importance)
+    if not preset or preset == FROM_FILE:
+        return list(out.band_names)
+    return band_labels(None, count, preset)
+
+
+@guarded
+@on_gpu(120)
+def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
+    *form_values, method, target, baseline, preset, opacity = values
+    progress(0.05, desc="Reading the image")
+    image = runs.load_image(file)
+    setup = runs.make_setup(*form_values)
+    progress(0.15, desc=runs.model_step(setup))
+    rows = runs.top_rows(runs.run_predict(setup, image))
+    choices = [(f"{r['label']} ({r['probability']:.1%})", str(r["index"])) for r in rows]
+    if target not in [c for _, c in choices]:
+        target = choices[0][1]
+    progress(0.35, desc="Explaining (band copies or gradients)")
+    out = run_explain(setup, image, method, target, baseline)
+    progress(0.9, desc="Drawing the charts")
+    title = f"Band importance for '{out.target_label}'"
+    composite = display.composite(image)
+    notes = "\n".join(f"- {n}" for n in out.notes)
+    return (
+        "",
+        gr.update(choices=choices, value=target),
+        band_figure(out.band_importance, _labels(out, preset), title=title),
+        map_figure(composite, out.heatmap, opacity=opacity, title=f"{method}: {out.target_label}"),
+        notes + ("\n- (from the result cache)" if out.result_cache_hit else ""),
+    )
+
+
+def build(form: SetupForm) -> None:
+    """The Explain tab's controls and results, wired to the shared setup form."""
+    gr.Markdown("Which bands and which regions drive the answer, for the image and setup above.")
+    with gr.Row():
+        method = gr.Dropdown(METHODS, value="bands", label="Method", elem_id="mk-explain-method")
+        target = gr.Dropdown([], label="Target class (empty: the top class)")
+        baseline = gr.Dropdown([(f"{k}: {v}", k) for k, v in BASELINES.items()], value="mean",
+                               label="Baseline (what replaces a band)")  # fmt: skip
+    with gr.Row():
+        preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names")
+        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity")
+    button = gr.Button("Explain", variant="primary", elem_id="mk-explain")
+    with gr.Row():
+        bands = gr.Plot(show_label=False, elem_id="mk-explain-bands")
+        heat = gr.Plot(show_label=False, elem_id="mk-explain-map")
+    notes = gr.Markdown(elem_id="mk-explain-notes")
+    inputs = [form.upload, *form.inputs, method, target, baseline, preset, opacity]
+    outputs = [status(), target, bands, heat, notes]
+    button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK, api_visibility="private")
+
+
+@api_guarded
+def api_explain(file, model, pretrained, in_chans, channels, num_classes, scaling, method,
+                target, baseline):  # fmt: skip
+    from modelkit.app.form import Setup
+
+    setup = Setup.from_form(
+        model=model, pretrained=pretrained, in_chans=in_chans, channels=channels,
+        num_classes=num_classes, scaling=scaling,
+    )  # fmt: skip
+    image = runs.load_image(file)
+    out = run_explain(setup, image, str(method or "bands"), target, str(baseline or "mean"))
+    heat = None
+    if out.heatmap is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, out.heatmap, allow_pickle=False)
+        heat = str(runs.EXPORTS.write("explanation_heatmap.npy", buffer.getvalue()))
+    result = {
+        "model": setup.name, "method": out.method, "target_index": out.target_index,
+        "target_label": out.target_label, "score": out.score, "layer": out.layer,
+        "bands": [{"band": n, "importance": float(v)}
+                  for n, v in zip(out.band_names, out.band_importance, strict=True)],
+        "notes": out.notes, "checks": out.checks,
+    }  # fmt: skip
+    return result, heat
+
+
+def build_api() -> None:
+    """The hidden inputs and the /explain endpoint (inside the page's Blocks)."""
+    with gr.Group(visible=False):
+        fields = [gr.File(label="image"), gr.Textbox(label="model", value="efficientnet_lite0"),
+                  gr.Checkbox(label="pretrained", value=True), gr.Number(label="in_chans"),
+                  gr.Textbox(label="channels"), gr.Number(label="num_classes"),
+                  gr.Textbox(label="scaling", value="auto"),
+                  gr.Textbox(label="method", value="bands"), gr.Textbox(label="target"),
+                  gr.Textbox(label="baseline", value="mean")]  # fmt: skip
+        result, heat = gr.JSON(), gr.File()
+    gr.Button(visible=False).click(api_explain, fields, [result, heat], api_name="explain",
+                                   concurrency_id=MODEL_WORK)  # fmt: skip

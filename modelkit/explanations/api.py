@@ -1,0 +1,240 @@
+"""``explain(image, model, ...)``: which bands and which regions drive a model's answer.
+
+    explain(image, model, *, method="bands", target=None, head=None, layer=None,
+            baseline="mean", shapley_samples=None, steps=32, chunk=16, image_bytes=None,
+            use_result_cache=True, model_cache=None, result_cache=None,
+            <the setup keywords of predict: pretrained, in_chans, num_classes, channels,
+             scaling, in_chans_init, rgb_channels, global_pool, device, precision>)
+        -> Explanation
+
+The model comes from the runtime's model cache and is shared: nothing here hooks it or changes
+its ``requires_grad``; gradients are taken with ``torch.autograd.grad`` (no ``.grad`` is ever
+written), so explanations and predictions may run at once. Results are kept in the result cache
+like predictions, except for models with random parts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from modelkit.errors import ConfigError, ModelkitError
+from modelkit.explanations import bands as band_ops
+from modelkit.explanations.bandsets import band_labels
+from modelkit.explanations.cam import grad_cam, resolve_level
+from modelkit.explanations.gradients import integrated_gradients
+from modelkit.explanations.heatmap import check_size, to_image
+from modelkit.explanations.notes import explanation_notes
+from modelkit.explanations.scoring import Scorer
+from modelkit.images.limits import ImageArray
+from modelkit.models.factory import random_parts
+from modelkit.runtime.device import configure_cpu_threads, prepare_input, resolve_precision
+from modelkit.runtime.result_cache import hash_data, result_key
+from modelkit.runtime.run import (
+    Timings,
+    as_list,
+    common,
+    default_model_cache,
+    default_result_cache,
+    failure,
+    input_hash,
+    model_key_for,
+    to_batch,
+)
+
+METHODS = ("bands", "gradcam", "integrated_gradients")
+
+
+@dataclass
+class Explanation:
+    """What drives the answer for ``target``. ``score`` is the target's logit (before softmax).
+
+    band_importance: float32 (C,), signed, one per channel the model sees: how much the score
+    falls when that band is replaced by the baseline (ablation / Shapley for "bands"; the
+    integrated gradients summed per band; gradient x (input - baseline) for "gradcam").
+    heatmap: float32 (H, W) at the image's resolution (>= 0 for Grad-CAM, signed for integrated
+    gradients, 0 where the model did not look: outside its centre crop); None for "bands".
+    """
+
+    method: str
+    target_index: int
+    target_label: str
+    score: float
+    band_importance: np.ndarray
+    band_names: list[str]
+    heatmap: np.ndarray | None
+    layer: str | None
+    notes: list[str]
+    timings: Timings = field(default_factory=Timings)
+    checks: dict = field(default_factory=dict)  # e.g. completeness_error, forward_passes
+    result_cache_hit: bool = False
+
+
+def _check(method, baseline, steps, chunk, shapley_samples) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not known; use one of {', '.join(METHODS)}.")
+    if baseline not in band_ops.BASELINES:
+        raise ConfigError(
+            f"baseline={baseline!r} is not known; use one of {', '.join(band_ops.BASELINES)}."
+        )
+    for name, value, low, high in (("steps", steps, 2, 1024), ("chunk", chunk, 1, 4096)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+    if shapley_samples is not None and (
+        isinstance(shapley_samples, bool) or not isinstance(shapley_samples, int)
+        or not 1 <= shapley_samples <= 1000
+    ):  # fmt: skip
+        raise ConfigError(f"shapley_samples={shapley_samples!r} must be a whole number, 1-1000.")
+
+
+def _head_hash(head) -> str | None:
+    if head is None:
+        return None
+    linear = head.linear
+    parts = [hash_data(linear.weight.detach().cpu())]
+    if linear.bias is not None:
+        parts.append(hash_data(linear.bias.detach().cpu()))
+    return hash_data("|".join([*parts, *map(str, head.classes)]).encode())
+
+
+def _names(item, channels, count: int) -> list[str]:
+    names = item.band_names if isinstance(item, ImageArray) else None
+    if names and channels:
+        names = [names[c] for c in channels]
+    return band_labels(names if names and len(names) == count else None, count)
+
+
+def explain(
+    image,
+    model: str,
+    *,
+    method: str = "bands",
+    target: int | str | None = None,
+    head=None,
+    layer: int | str | None = None,
+    baseline: str = "mean",
+    shapley_samples: int | None = None,
+    steps: int = 32,
+    chunk: int = 16,
+    image_bytes: bytes | None = None,
+    use_result_cache: bool = True,
+    model_cache=None,
+    result_cache=None,
+    **settings,
+) -> Explanation:
+    """Explain one image's answer (see the module docstring)."""
+    started = time.perf_counter()
+    _check(method, baseline, steps, chunk, shapley_samples)
+    kw = common(**settings)
+    configure_cpu_threads()
+    key = model_key_for(model, kw)
+    items, is_batch = as_list(image)
+    if is_batch:
+        raise ConfigError("explain takes one image at a time; give one image, not a batch.")
+    item = items[0]
+    image_hw = None if isinstance(item, torch.Tensor) else tuple(_shape(item)[-2:])
+    if image_hw is not None and method != "bands":
+        check_size(*image_hw)  # refuse absurd map sizes before any work
+
+    results = result_cache
+    if results is None and use_result_cache:
+        results = default_result_cache()
+    cache_key = None
+    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans, key.in_chans_init,
+                          with_head=head is None)  # fmt: skip
+    if use_result_cache and results is not None and not random:
+        asked = dict(method=method, target=target, layer=layer, baseline=baseline, steps=steps,
+                     shapley_samples=shapley_samples, head=_head_hash(head))  # fmt: skip
+        asked |= {"channels": kw["channels"], "scaling": kw["scaling"]}
+        cache_key = result_key("explain", input_hash(items, image_bytes), key.to_dict() | asked)
+        stored = results.get(cache_key)
+        if stored is not None and "band_importance" in stored[1]:
+            return _from_store(stored, started)
+
+    timings = Timings()
+    cache = model_cache if model_cache is not None else default_model_cache()
+    t0 = time.perf_counter()
+    try:
+        net, _ = cache.get(key)
+    except ModelkitError:
+        raise
+    except Exception as error:
+        raise failure(key, error, "build") from error
+    t1 = time.perf_counter()
+    x = to_batch(items, net, kw["channels"], kw["scaling"])
+    dev = torch.device(key.device)
+    x = prepare_input(x.detach().clone(), dev)  # never an inference tensor: it joins autograd
+    t2 = time.perf_counter()
+    try:
+        out = _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk,
+                   shapley_samples, image_hw)  # fmt: skip
+    except ModelkitError:
+        raise
+    except Exception as error:
+        raise failure(key, error, "run") from error
+    t3 = time.perf_counter()
+    out.band_names = _names(item, kw["channels"], x.shape[1])
+    out.notes = explanation_notes(out, net, baseline, shapley_samples, steps, head is not None)
+    timings.load_ms, timings.preprocess_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+    timings.forward_ms = (t3 - t2) * 1e3
+    timings.total_ms = (time.perf_counter() - started) * 1e3
+    out.timings = timings
+    if cache_key:
+        _store(results, cache_key, out)
+    return out
+
+
+def _shape(item) -> tuple[int, ...]:
+    data = item.data if isinstance(item, ImageArray) else np.asarray(item)
+    return data.shape if data.ndim == 3 else (1, *data.shape)
+
+
+def _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk, samples, image_hw):
+    scorer = Scorer(net, dev, resolve_precision(key.precision, dev), head)
+    reference = band_ops.baseline_tensor(x, baseline)
+    config, heatmap, level, checks = net.data_config, None, None, {}
+    if method == "gradcam":  # its own pass gives the logits: no separate forward
+        step, level = resolve_level(net, layer)
+        cam, importance, logits, index = grad_cam(scorer, x, target, step, reference)
+        heatmap = to_image(cam, image_hw, config, x.shape[-2:])
+    else:
+        with torch.inference_mode():
+            logits = scorer(x)
+        index = scorer.resolve_target(target, logits)
+    if method == "bands":
+        importance, passes = band_ops.band_importance(scorer, x, logits, index, reference, chunk,
+                                                      samples)  # fmt: skip
+        checks["forward_passes"] = passes + 1
+    elif method == "integrated_gradients":
+        attr, error, change = integrated_gradients(scorer, x, index, reference, steps, chunk)
+        importance = attr.sum(dim=(1, 2))
+        heatmap = to_image(attr.sum(dim=0), image_hw, config, x.shape[-2:])
+        checks.update(completeness_error=error, score_change=change, steps=steps)
+    return Explanation(
+        method=method, target_index=index, target_label=scorer.label(index),
+        score=float(logits[0, index]), band_importance=importance.numpy().astype(np.float32),
+        band_names=[], heatmap=heatmap, layer=level, notes=[], checks=checks,
+    )  # fmt: skip
+
+
+_META = ("method", "target_index", "target_label", "score", "band_names", "layer", "notes",
+         "checks")  # fmt: skip
+
+
+def _store(results, cache_key: str, out: Explanation) -> None:
+    arrays = {"band_importance": out.band_importance}
+    if out.heatmap is not None:
+        arrays["heatmap"] = out.heatmap
+    results.set(cache_key, {k: getattr(out, k) for k in _META}, arrays)
+
+
+def _from_store(stored, started: float) -> Explanation:
+    meta, arrays = stored
+    timings = Timings(total_ms=(time.perf_counter() - started) * 1e3)
+    return Explanation(
+        **{k: meta[k] for k in _META}, band_importance=arrays["band_importance"],
+        heatmap=arrays.get("heatmap"), timings=timings, result_cache_hit=True,
+    )  # fmt: skip

@@ -1,0 +1,72 @@
+"""The Explain tab's pieces: the /explain endpoint's answer, the band chart and the map figure,
+and the endpoint through the running app (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_server import ASSETS
+
+
+@pytest.fixture(autouse=True)
+def _temp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setenv("MODELKIT_CACHE_DIR", str(tmp_path / "results"))
+
+
+def test_the_endpoint_explains_a_sentinel2_scene_band_by_band():
+    from modelkit.app.explain_page import api_explain
+
+    file = str(ASSETS / "sentinel2_13band.tif")
+    result, heat = api_explain(file, "efficientnet_lite0", True, 13, "", None, "auto",
+                               "gradcam", "", "mean")  # fmt: skip
+    assert result["method"] == "gradcam" and result["layer"].startswith("level")
+    assert [b["band"] for b in result["bands"]][8] == "B8A narrow NIR (865 nm)"
+    assert len(result["bands"]) == 13 and any(b["importance"] != 0 for b in result["bands"])
+    assert any("repeating its RGB filters" in n for n in result["notes"])  # the honesty note
+    heatmap = np.load(heat, allow_pickle=False)
+    assert heatmap.shape == (256, 256) and heatmap.min() >= 0 and heatmap.max() > 0
+
+
+def test_the_endpoint_answers_mistakes_in_words():
+    import gradio as gr
+
+    from modelkit.app.explain_page import api_explain
+
+    file = str(ASSETS / "chelsea.png")
+    with pytest.raises(gr.Error, match="method 'lime' is not known|Method 'lime'"):
+        api_explain(file, "mobilenet_v3_small", True, None, "", None, "auto", "lime", "", "mean")
+
+
+def test_band_chart_and_map_figures():
+    from modelkit.app.explain_figures import band_figure, map_figure
+
+    fig = band_figure(np.array([0.5, -0.2, 0.0]), ["B2", "B3", "B4"], title="t")
+    bar = fig.data[0]
+    assert list(bar.x) == ["B2", "B3", "B4"] and list(bar.y) == [0.5, -0.2, 0.0]
+    assert bar.marker.color[1] != bar.marker.color[0]  # a band that lowers the score is red
+    rgb = np.zeros((3000, 20, 3), np.uint8)
+    heat = np.random.default_rng(0).random((3000, 20)).astype(np.float32)
+    fig = map_figure(rgb, heat, opacity=0.3)
+    image, overlay = fig.data
+    assert overlay.opacity == 0.3 and np.asarray(overlay.z).shape[0] <= 512  # bounded size
+    assert "no map" in map_figure(rgb, None).layout.annotations[0].text
+
+
+@pytest.mark.slow
+def test_explain_through_the_running_app(tmp_path):
+    from app_server import start_app
+    from gradio_client import Client, handle_file
+
+    server = start_app(tmp_path / "app")
+    try:
+        client = Client(server.url, verbose=False)
+        endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+        assert "/explain" in endpoints
+        result, _ = client.predict(
+            handle_file(str(ASSETS / "chelsea.png")), "efficientnet_lite0", True, None, "", None,
+            "auto", "bands", "", "mean", api_name="/explain",
+        )  # fmt: skip
+        assert result["target_label"] == "tiger cat" and len(result["bands"]) == 3
+    finally:
+        server.stop()
