@@ -15,6 +15,7 @@ import torch
 from modelkit.config import PretrainedCfg
 from modelkit.errors import WeightsLoadError, WeightsUnavailableError
 from modelkit.models.pretrained import find_state_dict, load_file, offline
+from modelkit.models.timm_source import hub_cache
 
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's Hub repos hold
 _RESOLVE = re.compile(r"^https://(?:hf\.co|huggingface\.co)/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
@@ -51,11 +52,11 @@ def hub_file(cfg: PretrainedCfg) -> str:
     if offline():
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub reads its settings
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_CACHE
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    cache = str(hub_cache())  # read now: HF_HUB_CACHE / HF_HOME may change after import
     for name in files:
-        cached = try_to_load_from_cache(repo, name, revision=revision)
+        cached = try_to_load_from_cache(repo, name, cache_dir=cache, revision=revision)
         if isinstance(cached, str):
             return cached
     page = f"https://huggingface.co/{repo}"
@@ -64,17 +65,17 @@ def hub_file(cfg: PretrainedCfg) -> str:
             f"Weights for {cfg.name} are not on this machine and downloads are off "
             f"(MODELKIT_OFFLINE=1): {files[0]} of {page} is missing. On a machine with network, "
             f"run `hf download {repo} {files[0]}` and copy its Hugging Face cache to "
-            f"{HF_HUB_CACHE} (or set HF_HUB_CACHE), or download the file and pass "
+            f"{cache} (or set HF_HUB_CACHE), or download the file and pass "
             "checkpoint_path=<the file>."
         )
     for name in files:
         try:
-            path = hf_hub_download(repo, name, revision=revision)
+            path = hf_hub_download(repo, name, revision=revision, cache_dir=cache)
         except LocalEntryNotFoundError as exc:  # no network
             raise WeightsUnavailableError(
                 f"Could not download {name} of {page} ({type(exc).__name__}). Download it "
                 f"elsewhere and pass checkpoint_path=<the file>, or copy the Hugging Face cache "
-                f"to {HF_HUB_CACHE}."
+                f"to {cache}."
             ) from None
         except EntryNotFoundError:
             continue  # the repo has the other file name

@@ -2,16 +2,18 @@
 (the Hugging Face Hub's spelling), beside torchvision's models.
 
 Start-up does not pay for 1,371 more models. timm is imported only to build an index of names,
-tags and each tag's preprocessing and licence, once per timm version, kept on disk as JSON
-(``<cache>/timm/index-<version>.json``); later processes read the file. Facts that need a build
-(parameter count, feature levels) are computed on the meta device when first asked for and kept
-beside it (``facts-<version>.json``). ``<cache>`` is ``MODELKIT_CACHE_DIR`` when set, else
-``~/.cache/modelkit`` (under ``XDG_CACHE_HOME`` when set).
+tags and each tag's preprocessing and licence, once per timm version, kept on disk as JSON: the
+index for the pinned timm ships with modelkit (``timm_index.json.gz``, ~36 kB, made by
+``scripts/timm_index.py``); another timm version gets its own in ``<cache>/timm/``. Facts that
+need a build (parameter count, feature levels) are computed on the meta device when first asked
+for and kept in ``<cache>/timm/facts-<version>.json``. ``<cache>`` is ``MODELKIT_CACHE_DIR``
+when set, else ``~/.cache/modelkit`` (under ``XDG_CACHE_HOME`` when set).
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.metadata
 import json
 import logging
@@ -109,18 +111,23 @@ def _write_json(path: Path, data: dict) -> None:
         log.warning("could not write %s: %s", path, exc)
 
 
+SHIPPED_INDEX = Path(__file__).with_name("timm_index.json.gz")  # scripts/timm_index.py
+
+
 @functools.lru_cache(maxsize=1)
 def load_index() -> dict:
-    """The index for the installed timm, from disk, or built and written there."""
-    path = cache_dir() / f"index-{timm_version()}.json"
-    try:
-        data = json.loads(path.read_text())
-        if data.get("timm") == timm_version():
-            return data
-    except (OSError, ValueError):
-        pass
+    """The index for the installed timm: the one shipped with modelkit (for the pinned timm),
+    else the one in the cache folder, else built (importing timm) and written there."""
+    for path in (SHIPPED_INDEX, cache_dir() / f"index-{timm_version()}.json"):
+        try:
+            raw = path.read_bytes()
+            data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+            if data.get("timm") == timm_version():
+                return data
+        except (OSError, ValueError):
+            pass
     data = build_index()
-    _write_json(path, data)
+    _write_json(cache_dir() / f"index-{timm_version()}.json", data)
     return data
 
 
