@@ -313,7 +313,7 @@ def create_timm_model(
         else None
     )
     data_config = cfg.data_config()
-    if fixed:
+    if fixed and fixed != tuple(data_config.input_size[1:]):  # img_size=... chose another
         data_config = dataclasses.replace(
             data_config, input_size=(src_chans, *fixed), resize_size=None
         )
