@@ -31,6 +31,7 @@ from modelkit.models.pretrained import adapt_input_conv as adapt_filters
 from modelkit.models.pretrained import check_global_pool as _check_global_pool
 from modelkit.models.pretrained import (
     check_in_chans_args,
+    check_reset,
     find_state_dict,
     head_in_features,
     new_head,
@@ -75,13 +76,7 @@ class ClassifierMixin(StepsMixin):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh head for ``num_classes`` (0: none, giving pooled features)."""
-        num_classes = _check_num_classes(num_classes)
-        pool = self._mk_global_pool if global_pool is None else _check_global_pool(global_pool)
-        if pool == "" and num_classes:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
-                f"{num_classes}; use global_pool='avg' to classify."
-            )
+        num_classes, pool = check_reset(num_classes, global_pool, self._mk_global_pool)
         spec = self._mk_spec
         head = new_head(self.num_features, num_classes, spec.head_init, self._mk_conv_head)
         self.set_submodule(spec.classifier, head)

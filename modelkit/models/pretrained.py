@@ -255,6 +255,18 @@ def check_global_pool(global_pool) -> str:
     return global_pool
 
 
+def check_reset(num_classes, global_pool, current_pool: str) -> tuple[int, str]:
+    """(num_classes, pool) for ``reset_classifier``: checked, the pool kept when None."""
+    num_classes = check_num_classes(num_classes)
+    pool = current_pool if global_pool is None else check_global_pool(global_pool)
+    if pool == "" and num_classes:
+        raise ConfigError(
+            f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
+            f"{num_classes}; use global_pool='avg' to classify."
+        )
+    return num_classes, pool
+
+
 def head_note(path: str, num_classes: int) -> str:
     if num_classes == 0:
         return f"{path}: removed (num_classes=0), the model gives pooled features"

@@ -23,7 +23,7 @@ from modelkit.models.features import FeatureInfo, resolve_out_indices
 from modelkit.models.hub import timm_state_dict
 from modelkit.models.info import _params_on_meta
 from modelkit.models.pretrained import adapt_input_conv as adapt_filters
-from modelkit.models.pretrained import check_global_pool, check_num_classes, head_note
+from modelkit.models.pretrained import check_reset, head_note
 from modelkit.models.registry import ModelEntry
 from modelkit.models.timm_source import levels_of, timm_name
 
@@ -94,13 +94,7 @@ class TimmMixin:
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh head for ``num_classes`` (0: none); 'avg' keeps the model's own pooling."""
-        num_classes = check_num_classes(num_classes)
-        pool = self._mk_global_pool if global_pool is None else check_global_pool(global_pool)
-        if pool == "" and num_classes:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
-                f"{num_classes}; use global_pool='avg' to classify."
-            )
+        num_classes, pool = check_reset(num_classes, global_pool, self._mk_global_pool)
         super().reset_classifier(num_classes)
         self.num_classes, self._mk_global_pool, self.categories = num_classes, pool, None
         self.adaptations.append(head_note(self.pretrained_cfg.classifier or "head", num_classes))
