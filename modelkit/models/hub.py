@@ -14,7 +14,7 @@ import torch
 
 from modelkit.config import PretrainedCfg
 from modelkit.errors import WeightsLoadError, WeightsUnavailableError
-from modelkit.models.pretrained import find_state_dict, load_file, offline
+from modelkit.models.pretrained import find_state_dict, load_file, offline, unwrap_state_dict
 from modelkit.models.timm_source import hub_cache
 
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm's Hub repos hold
@@ -89,13 +89,42 @@ def hub_file(cfg: PretrainedCfg) -> str:
     raise WeightsUnavailableError(f"{page} has none of the files {', '.join(files)}.")
 
 
-def timm_state_dict(
+def timm_weights(
     cfg: PretrainedCfg, checkpoint_path=None, sources: dict | None = None
-) -> tuple[dict[str, torch.Tensor], str]:
-    """The state dict for a timm model and where it came from (overlay, local file or Hub)."""
+) -> tuple[dict[str, torch.Tensor] | str, str]:
+    """Where a timm model's weights are: a local file path (timm reads it, weights only), or a
+    state dict (an in-memory overlay, or a plain URL download); and where, in words."""
     sources = sources or {}
-    if checkpoint_path or sources or cfg.file or not hub_location(cfg):
-        return find_state_dict(cfg, checkpoint_path, sources)
-    path = hub_file(cfg)
-    repo, _, _ = hub_location(cfg)
-    return load_file(path), f"the Hugging Face Hub ({repo}, {Path(path).name})"
+    if sources.get("state_dict") is None:
+        for path, what in ((sources.get("file"), "file"), (checkpoint_path, "checkpoint")):
+            if path:
+                return _readable(path), f"{what} {path}"
+        if cfg.file:
+            return _readable(cfg.file), f"{cfg.source or 'local'} file {Path(cfg.file).name}"
+        if hub_location(cfg):
+            path = hub_file(cfg)
+            return path, f"the Hugging Face Hub ({hub_location(cfg)[0]}, {Path(path).name})"
+    return find_state_dict(cfg, checkpoint_path, sources)
+
+
+def _readable(path) -> str:
+    if not Path(path).is_file():
+        load_file(path)  # raises the plain-words "does not exist" error
+    return str(path)
+
+
+def weight_shapes(weights: dict[str, torch.Tensor] | str) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of a state dict or a weights file, without reading the whole file."""
+    if isinstance(weights, dict):
+        return {k: tuple(v.shape) for k, v in weights.items()}
+    try:
+        if weights.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(weights, "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        sd = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+        sd = unwrap_state_dict(sd, weights)
+    except Exception:  # noqa: BLE001 - an old-format or broken file: the full reader says which
+        sd = load_file(weights)
+    return {k: tuple(v.shape) for k, v in sd.items()}

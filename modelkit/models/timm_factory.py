@@ -12,6 +12,7 @@ then adapted by modelkit's rules (repeat and scale, rgb_channels, random).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from modelkit.config import PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
 from modelkit.models.features import FeatureInfo, resolve_out_indices
-from modelkit.models.hub import timm_state_dict
+from modelkit.models.hub import timm_weights, weight_shapes
 from modelkit.models.info import _params_on_meta
 from modelkit.models.pretrained import adapt_input_conv as adapt_filters
 from modelkit.models.pretrained import check_reset, head_note
@@ -216,11 +217,16 @@ def _categories(cfg: PretrainedCfg, num_classes: int) -> tuple[str, ...] | None:
     """Label words for ImageNet-1k / 12k / 22k heads (timm ships them)."""
     if cfg.categories is not None:
         return cfg.categories
-    from timm.data import ImageNetInfo, infer_imagenet_subset
+    from timm.data import infer_imagenet_subset
 
     subset = infer_imagenet_subset({"num_classes": num_classes})
-    if not subset:
-        return None
+    return _imagenet_labels(subset) if subset else None
+
+
+@functools.lru_cache(maxsize=4)
+def _imagenet_labels(subset: str) -> tuple[str, ...] | None:
+    from timm.data import ImageNetInfo
+
     try:
         return tuple(ImageNetInfo(subset).label_descriptions())
     except (AssertionError, OSError):
@@ -253,12 +259,16 @@ def create_timm_model(
     src_chans = cfg.in_chans
     in_chans = in_chans or src_chans
     if load:
-        sd, where = timm_state_dict(cfg, checkpoint_path, sources)
-        head = [f"{c}.weight" for c in _paths(cfg.classifier) if f"{c}.weight" in sd]
+        weights, where = timm_weights(cfg, checkpoint_path, sources)
+        shapes = weight_shapes(weights)
+        head = [f"{c}.weight" for c in _paths(cfg.classifier) if f"{c}.weight" in shapes]
         src_classes = cfg.num_classes
-        if head and sd[head[0]].shape[0] - cfg.label_offset != cfg.num_classes:
-            src_classes = int(sd[head[0]].shape[0])  # a checkpoint with its own head
-        overlay = {"state_dict": sd, "num_classes": src_classes, "input_size": cfg.input_size,
+        if head and shapes[head[0]][0] - cfg.label_offset != cfg.num_classes:
+            src_classes = int(shapes[head[0]][0])  # a checkpoint with its own head
+        # a file goes to timm by name: a state dict in its cfg would be deep-copied (40 % of a
+        # ResNet-18 build)
+        source = {"state_dict": weights} if isinstance(weights, dict) else {"file": weights}
+        overlay = {**source, "num_classes": src_classes, "input_size": cfg.input_size,
                    "first_conv": _paths(cfg.first_conv) or None,
                    "classifier": _paths(cfg.classifier) or None}  # fmt: skip
         if src_classes != cfg.num_classes:

@@ -141,6 +141,7 @@ def _our_cfg(arch: str, tag: str, d: dict, is_default: bool) -> PretrainedCfg:
         architecture=PREFIX + arch,
         tag=tag if weights else "",
         url=None if d.get("hf_hub_id") or not weights else d.get("url"),
+        hub_filename=None if d.get("hf_hub_id") or not d.get("url") else d["url"].split("/")[-1],
         hf_hub_id=d.get("hf_hub_id") if weights else None,
         hf_hub_filename=d.get("hf_hub_filename"),
         num_classes=int(d.get("num_classes") or 0),
