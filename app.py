@@ -63,9 +63,10 @@ def warm_model_facts() -> None:
     (which patches torch globally in modelkit.models.factory) can run beside a real model build.
     A model whose facts fail (a broken registered model) is logged and does not stop the app."""
     from modelkit.models.info import model_info
-    from modelkit.models.registry import list_models
+    from modelkit.models.registry import list_models, list_sources
 
-    for name in list_models():
+    # timm's 1,371 models are not warmed: their facts are computed on first look, kept on disk
+    for name in [n for source in list_sources(lazy=False) for n in list_models(source=source)]:
         try:
             model_info(name)
         except Exception:  # noqa: BLE001 - one broken model must not keep the others offline

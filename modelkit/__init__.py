@@ -4,7 +4,8 @@ Every public name is re-exported here lazily: ``import modelkit`` costs nothing,
 file (``modelkit.read_image``) never imports torch. Where each name lives, in data-flow order:
 
     images   read_image, ImageArray, ReadLimits, preprocess
-    models   list_models, list_pretrained, list_families, is_model, get_pretrained_cfg,
+    models   list_models, list_pretrained, list_families, list_sources, is_model,
+             get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  predict, features, embeddings
     teach    train_head, load_head, TrainedHead
@@ -38,6 +39,7 @@ _EXPORTS = {
     "list_models": "modelkit.models.registry",
     "list_pretrained": "modelkit.models.registry",
     "list_families": "modelkit.models.registry",
+    "list_sources": "modelkit.models.registry",
     "is_model": "modelkit.models.registry",
     "get_pretrained_cfg": "modelkit.models.registry",
     "register_model": "modelkit.models.registry",

@@ -34,6 +34,9 @@ class DataConfig:
     crop_pct: float = 0.875  # resize the shorter side to size / crop_pct, then centre-crop size
     crop_mode: str = "center"
     resize_size: int | None = None  # explicit resize (torchvision's); wins over crop_pct
+    # "none": mean/std apply to the raw pixel values (sensor weights published that way), so
+    # preprocess's "auto" scaling leaves values as they are; "" = the usual auto scaling
+    value_scaling: str = ""
 
     @property
     def in_chans(self) -> int:
@@ -51,6 +54,19 @@ class DataConfig:
         return dataclasses.asdict(self)
 
 
+def data_config_for(config: DataConfig, in_chans: int, rgb: tuple[int, ...] | None) -> DataConfig:
+    """The data config for ``in_chans``; with rgb_channels the RGB stats sit on those channels."""
+    if not rgb:
+        return config.with_in_chans(in_chans)
+    mean = list(adapt_stats(config.mean, in_chans))
+    std = list(adapt_stats(config.std, in_chans))
+    for i, c in enumerate(rgb):
+        mean[c], std[c] = config.mean[i], config.std[i]
+    return dataclasses.replace(
+        config, input_size=(in_chans, *config.input_size[1:]), mean=tuple(mean), std=tuple(std)
+    )
+
+
 @dataclass(frozen=True)
 class PretrainedCfg:
     """One checkpoint of one architecture: where its weights live and what they were trained on."""
@@ -58,6 +74,8 @@ class PretrainedCfg:
     architecture: str
     tag: str = ""
     url: str | None = None
+    hf_hub_id: str | None = None  # a Hugging Face Hub repo (timm's weights live there)
+    hf_hub_filename: str | None = None  # the file in that repo; None: timm's usual names
     file: str | None = None  # a path on disk (e.g. inside an installed package); tried before url
     hub_filename: str | None = None  # name in the torch hub cache (torch.hub.get_dir()/checkpoints)
     num_classes: int = 1000
@@ -68,6 +86,9 @@ class PretrainedCfg:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
     crop_pct: float = 0.875
+    crop_mode: str = "center"
+    value_scaling: str = ""  # see DataConfig.value_scaling
+    bands: tuple[str, ...] = ()  # the input bands in order, for weights trained on a sensor
     first_conv: str = ""  # module path of the first conv / patch embedding
     classifier: str = ""  # module path of the final linear layer(s)
     label_offset: int = 0  # 1 for 1001-class checkpoints whose row 0 is "background"
@@ -76,7 +97,7 @@ class PretrainedCfg:
     metrics: dict = field(default_factory=dict)  # e.g. {"acc@1": 76.1, "acc@5": 92.9}
     gflops: float | None = None
     file_size_mb: float | None = None
-    source: str = ""  # "torchvision" | "package" | "local"
+    source: str = ""  # "torchvision" | "package" | "local" | "timm" | "torchgeo"
     is_default: bool = False
 
     @property
@@ -85,7 +106,7 @@ class PretrainedCfg:
 
     @property
     def has_weights(self) -> bool:
-        return bool(self.url or self.file)
+        return bool(self.url or self.file or self.hf_hub_id)
 
     def data_config(self, in_chans: int | None = None) -> DataConfig:
         config = DataConfig(
@@ -94,6 +115,8 @@ class PretrainedCfg:
             std=self.std,
             interpolation=self.interpolation,
             crop_pct=self.crop_pct,
+            crop_mode=self.crop_mode,
             resize_size=self.resize_size,
+            value_scaling=self.value_scaling,
         )
         return config.with_in_chans(in_chans) if in_chans else config

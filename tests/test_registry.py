@@ -12,6 +12,7 @@ from modelkit import (
     is_model,
     list_models,
     list_pretrained,
+    list_sources,
     model_info,
 )
 
@@ -28,7 +29,8 @@ def test_list_models_filters():
         "swin_v2_t",
     ]
     assert "efficientnet_lite0" in list_models(pretrained=True)
-    assert len(list_models()) == 83
+    assert sum(len(list_models(source=s)) for s in list_sources(lazy=False)) == 83
+    assert len(list_models()) == 83 + len(list_models("timm/*"))
 
 
 def test_tags_follow_torchvision_weights():
@@ -75,8 +77,8 @@ def create_model_plain(name):
 
 
 @pytest.mark.slow  # traces all 83 models on the meta device
-def test_every_model_has_levels_and_cfg():
-    for name in list_models():
+def test_every_model_has_levels_and_cfg():  # timm's: tests/test_timm.py
+    for name in [n for s in list_sources(lazy=False) for n in list_models(source=s)]:
         info = model_info(name)
         assert info["feature_levels"] and info["params"] > 0
         assert info["input_size"][0] == 3 and len(info["mean"]) == 3

@@ -43,16 +43,19 @@ def names(rows):
 
 
 def test_search_plain_words_wildcards_and_filters():
-    assert names(search_models("lite")) == [
+    assert names(search_models("lite", source="efficientnet_lite")) == [
         "efficientnet_lite0",
         "efficientnet_lite1",
         "efficientnet_lite2",
     ]
     # two plain words must both appear; case does not matter
-    assert names(search_models("Mobilenet LARGE")) == ["mobilenet_v3_large"]
+    assert names(search_models("Mobilenet LARGE", source="torchvision")) == ["mobilenet_v3_large"]
+    assert "timm/mobilenetv3_large_100" in names(search_models("Mobilenet LARGE"))
     assert names(search_models("resnet1*")) == ["resnet101", "resnet152", "resnet18"]
-    assert names(search_models("", on_disk=True)) == names(search_models("lite"))
-    assert set(names(search_models(family="vgg"))) == {
+    assert names(search_models("", on_disk=True, source="efficientnet_lite")) == names(
+        search_models("lite", source="efficientnet_lite")
+    )
+    assert set(names(search_models(family="vgg", source="torchvision"))) == {
         f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")
     }
     assert search_models("no-such-model") == []
@@ -60,15 +63,16 @@ def test_search_plain_words_wildcards_and_filters():
 
 def test_search_sorting_and_rows():
     by_acc = search_models("resnet", sort="accuracy")
-    accs = [r["acc1"] for r in by_acc]
+    accs = [r["acc1"] for r in by_acc if r["acc1"] is not None]
     assert accs == sorted(accs, reverse=True) and len(accs) >= 5
-    by_size = search_models("efficientnet_lite", sort="size")
+    assert by_acc[: len(accs)] == [r for r in by_acc if r["acc1"] is not None]  # unknown last
+    by_size = search_models("efficientnet_lite", sort="size", source="efficientnet_lite")
     assert [r["params_m"] for r in by_size] == sorted(r["params_m"] for r in by_size)
     lite0 = search_models("lite0")[0]
     assert lite0["params_m"] == pytest.approx(4.65, abs=0.01)
     assert lite0["acc1"] == pytest.approx(75.1)
     assert search_rows([lite0]) == [
-        ["efficientnet_lite0", "efficientnet_lite", 4.65, 75.1, "on this machine"]
+        ["efficientnet_lite0", "efficientnet_lite", 4.65, 75.1, "on this machine", ""]
     ]
     with pytest.raises(ConfigError, match="Sort by"):
         search_models(sort="colour")

@@ -2,8 +2,10 @@
 
 Public API::
 
-    search_models(query="", pretrained_only=False, on_disk=False, family="", sort="name")
-        -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download")
+    search_models(query="", pretrained_only=False, on_disk=False, family="", sort="name",
+                  source="")
+        -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download"),
+                           # source, licence ("" or "non-commercial" / "custom licence: ...")
     search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
     model_card(info) -> str                            # markdown from factory.model_info
     image_summary(image) -> str                        # markdown: format, shape, dtype, notes
@@ -23,12 +25,13 @@ from dataclasses import asdict, dataclass
 
 from modelkit.errors import ConfigError, ModelkitError
 from modelkit.images.limits import ImageArray
-from modelkit.models.info import model_info
+from modelkit.models.info import model_summaries
 from modelkit.models.registry import list_models
+from modelkit.models.sensors import suggestions
 
 log = logging.getLogger(__name__)
 
-SEARCH_HEADERS = ["model", "family", "params (M)", "top-1 %", "weights"]
+SEARCH_HEADERS = ["model", "family", "params (M)", "top-1 %", "weights", "licence"]
 SORTS = {"name": "name", "accuracy": "acc1", "size": "params_m"}
 WILDCARDS = set("*?[")
 
@@ -45,28 +48,27 @@ def search_models(
     on_disk: bool = False,
     family: str | None = "",
     sort: str = "name",
+    source: str | None = "",
 ) -> list[dict]:
-    """Models whose names match every search term (and the filters), sorted by ``sort``."""
+    """Models whose names match every search term (and the filters), sorted by ``sort``.
+    Parameter counts of timm models show once their card was opened (facts are kept on disk)."""
     if sort not in SORTS:
         raise ConfigError(f"Sort by {sort!r} is not known; use one of {', '.join(SORTS)}.")
     terms = _terms(query)
-    names = list_models(pretrained=pretrained_only, family=family or None)
+    names = list_models(pretrained=pretrained_only, family=family or None, source=source or None)
     names = [n for n in names if all(fnmatch.fnmatchcase(n.lower(), t) for t in terms)]
     rows = []
-    for name in names:
-        try:
-            info = model_info(name)
-        except ModelkitError as exc:  # one broken registered model must not hide the others
-            log.warning("search skips %s: %s", name, exc)
-            continue
+    for info in _summaries(names):
         if on_disk and not info["weights_on_disk"]:
             continue
         rows.append({
-            "name": name,
+            "name": info["name"],
             "family": info["family"],
-            "params_m": round(info["params"] / 1e6, 2),
+            "params_m": None if info["params"] is None else round(info["params"] / 1e6, 2),
             "acc1": None if info["acc@1"] is None else round(info["acc@1"], 1),
             "weights": _weights_word(info),
+            "source": info["source"],
+            "licence": info["license_note"],
         })  # fmt: skip
     key = SORTS[sort]
     if key == "name":
@@ -74,7 +76,20 @@ def search_models(
     # accuracy: best first, unknown last; size: smallest first
     if key == "acc1":
         return sorted(rows, key=lambda r: (r["acc1"] is None, -(r["acc1"] or 0), r["name"]))
-    return sorted(rows, key=lambda r: (r["params_m"], r["name"]))
+    return sorted(rows, key=lambda r: (r["params_m"] is None, r["params_m"] or 0, r["name"]))
+
+
+def _summaries(names: list[str]) -> list[dict]:
+    try:
+        return model_summaries(names)
+    except ModelkitError:  # one broken registered model must not hide the others
+        out = []
+        for name in names:
+            try:
+                out += model_summaries([name])
+            except ModelkitError as exc:
+                log.warning("search skips %s: %s", name, exc)
+        return out
 
 
 def _weights_word(info: dict) -> str:
@@ -84,7 +99,11 @@ def _weights_word(info: dict) -> str:
 
 
 def search_rows(models: Sequence[dict]) -> list[list]:
-    return [[m["name"], m["family"], m["params_m"], m["acc1"] or "", m["weights"]] for m in models]
+    return [
+        [m["name"], m["family"], "" if m["params_m"] is None else m["params_m"], m["acc1"] or "",
+         m["weights"], m.get("licence", "")]
+        for m in models
+    ]  # fmt: skip
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -112,13 +131,14 @@ def model_card(info: dict) -> str:
         f"**GFLOPs** {gflops} · **ImageNet top-1** {acc}",
         "",
         f"**Input** {c} × {h} × {w}{' (this size only)' if info.get('fixed_input_size') else ''}"
-        f", {info.get('interpolation', '')} · "
+        f", {info.get('interpolation', '')}{_crop(info)} · "
         f"**mean** ({_fmt(info['mean'])}) · **std** ({_fmt(info['std'])})",
         "",
         f"**Pretrained tags** {tags or 'none'} · **Weights** {weights}",
         "",
-        f"**Licence** {info.get('license') or 'not stated'}",
+        f"**Licence** {info.get('license') or 'not stated'}{_flag(info)}",
         "",
+        *_source_lines(info),
         "| level | module | channels | stride |",
         "|---:|---|---:|---:|",
     ]
@@ -127,6 +147,37 @@ def model_card(info: dict) -> str:
         for lvl in info["feature_levels"]
     ]
     return "\n".join(lines)
+
+
+def _crop(info: dict) -> str:
+    crop = info.get("crop_pct")
+    return f", crop {crop:.3g}" if crop else ""
+
+
+def _flag(info: dict) -> str:
+    note = info.get("license_note")
+    return f" · **⚠ {note}**" if note else ""
+
+
+def _source_lines(info: dict) -> list[str]:
+    """Where the model comes from; for weights without a classifier, say so."""
+    lines = []
+    if info.get("source") == "timm":
+        lines.append("**Source** timm (weights from the Hugging Face Hub, downloaded on first use)")
+    if info.get("bands"):
+        bands = ", ".join(info["bands"])
+        lines.append(
+            f"**Bands** {len(info['bands'])}, in this order: {bands}. Native multispectral "
+            "weights: "
+            "a file with these bands runs without any adaptation (pick them in this order under "
+            "Image channels); the normalisation applies to the raw values."
+        )
+    if info.get("tags") and info.get("num_classes") == 0:
+        lines.append(
+            "**Feature extractor**: these weights have no ImageNet head, so there are no labels "
+            "to predict; look at the feature maps, or set num_classes and train a head."
+        )
+    return [line + "\n" for line in lines]
 
 
 def image_summary(image: ImageArray) -> str:
@@ -146,6 +197,13 @@ def image_summary(image: ImageArray) -> str:
             f"{image.nan_count} NaN values: they are replaced by each band's minimum before use."
         )
     lines += [f"- {note}" for note in image.notes]
+    fits = suggestions(image.num_channels, image.band_names)
+    if fits:
+        lines.append(
+            "- Weights pretrained on these bands exist: "
+            + ", ".join(f"`{n}`" for n in fits)
+            + " (feature extractors; their card says which bands, in which order)."
+        )
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
 
 

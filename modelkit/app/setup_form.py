@@ -16,7 +16,7 @@ from modelkit.images import display
 from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import SCALINGS
 from modelkit.models.info import model_info
-from modelkit.models.registry import list_families
+from modelkit.models.registry import list_families, list_sources
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [
@@ -58,8 +58,8 @@ class SetupForm:
 
 
 @guarded
-def on_search(query, pretrained_only, on_disk, family, sort, current):
-    found = form.search_models(query, pretrained_only, on_disk, family, sort)
+def on_search(query, pretrained_only, on_disk, family, sort, source, current):
+    found = form.search_models(query, pretrained_only, on_disk, family, sort, source)
     names = [m["name"] for m in found]
     value = current if current in names else (names[0] if names else None)
     note = f"{len(names)} model{'s' * (len(names) != 1)}" if names else "No model matches."
@@ -76,6 +76,20 @@ def on_model(name):
         gr.update(choices=info["tags"], value=info["default_tag"] or None),
         gr.update(choices=levels, value=[v for _, v in levels]),
     )
+
+
+def _families(source: str | None) -> list:
+    """Family choices; at build only the eager sources' (listing timm's waits for a choice)."""
+    if source is None:
+        names = sorted({f for s in list_sources(lazy=False) for f in list_families(s)})
+    else:
+        names = list_families(source or None)
+    return [("all", ""), *names]
+
+
+@guarded
+def on_source(source):
+    return "", gr.update(choices=_families(source), value="")
 
 
 def _band_choices(image: ImageArray) -> list[tuple[str, str]]:
@@ -140,7 +154,11 @@ def _model_column():
             label="Search", placeholder="words or wildcards: resnet, *vit*, mobile v3",
             scale=3, elem_id="mk-search",
         )  # fmt: skip
-        family = gr.Dropdown([("all", "")] + list_families(), value="", label="Family", scale=2)
+        source = gr.Dropdown(
+            [("all", ""), *list_sources()], value="", label="Source", scale=1,
+            elem_id="mk-source",
+        )  # fmt: skip
+        family = gr.Dropdown(_families(None), value="", label="Family", scale=2)
     with gr.Row():
         pretrained_only = gr.Checkbox(label="Pretrained only")
         on_disk = gr.Checkbox(label="Weights on this machine")
@@ -148,12 +166,12 @@ def _model_column():
     found = gr.Markdown()
     table = gr.Dataframe(
         headers=form.SEARCH_HEADERS, interactive=False, max_height=240,
-        column_widths=["34%", "24%", "14%", "12%", "16%"], wrap=True,
+        column_widths=["30%", "18%", "11%", "10%", "14%", "17%"], wrap=True,
     )  # fmt: skip
     model = gr.Dropdown([DEFAULT_MODEL], value=DEFAULT_MODEL, label="Model", elem_id="mk-model")
     with gr.Accordion("Model card", open=True):
         card = gr.Markdown()
-    search_inputs = [query, pretrained_only, on_disk, family, sort, model]
+    search_inputs = [query, pretrained_only, on_disk, family, sort, source, model]
     return model, card, search_inputs, [status(), table, model, found]
 
 
@@ -201,10 +219,11 @@ def build(demo: gr.Blocks) -> SetupForm:
         precision = gr.Dropdown(["fp32", "fp16", "bf16"], value="fp32", label="Precision", scale=1)
 
     private = dict(api_visibility="private")
-    query, pretrained_only, on_disk, family, sort, _ = search_inputs
+    query, pretrained_only, on_disk, family, sort, source, _ = search_inputs
     for trigger in (query.submit, pretrained_only.change, on_disk.change, family.change,
-                    sort.change):  # fmt: skip
+                    sort.change, source.change):  # fmt: skip
         trigger(on_search, search_inputs, search_outputs, **private)
+    source.input(on_source, source, [status(), family], **private)
     model_outputs = [status(), card, tag, levels]
     model.change(on_model, model, model_outputs, **private)
     image_outputs = [status(), preview, image_info, preset, bands, channels, in_chans, gallery]

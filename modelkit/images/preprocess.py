@@ -292,6 +292,8 @@ def preprocess(
     percentiles: tuple[float, float] = (2.0, 98.0),
 ) -> torch.Tensor:
     """A (1, C, H, W) float32 tensor ready for a model with this data config."""
+    if scaling == "auto" and data_config.value_scaling:  # weights published on raw values
+        scaling = data_config.value_scaling
     data = select_channels(as_chw(image), channels)
     want = data_config.in_chans
     if data.shape[0] != want:

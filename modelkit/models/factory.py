@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from modelkit.config import DataConfig, PretrainedCfg, adapt_stats
+from modelkit.config import PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, WeightsLoadError
 from modelkit.models.features import (
     FamilySpec,
@@ -28,13 +28,17 @@ from modelkit.models.features import (
 )
 from modelkit.models.info import model_levels
 from modelkit.models.pretrained import adapt_input_conv as adapt_filters
+from modelkit.models.pretrained import check_global_pool as _check_global_pool
 from modelkit.models.pretrained import (
     check_in_chans_args,
+    check_reset,
     find_state_dict,
     head_in_features,
     new_head,
     set_conv_in_chans,
 )
+from modelkit.models.pretrained import check_num_classes as _check_num_classes
+from modelkit.models.pretrained import head_note as _head_note
 from modelkit.models.registry import (
     ModelEntry,
     get_entry,
@@ -42,8 +46,6 @@ from modelkit.models.registry import (
     replace_cfg,
     split_name,
 )
-
-GLOBAL_POOLS = ("avg", "")
 
 
 class ClassifierMixin(StepsMixin):
@@ -74,13 +76,7 @@ class ClassifierMixin(StepsMixin):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh head for ``num_classes`` (0: none, giving pooled features)."""
-        num_classes = _check_num_classes(num_classes)
-        pool = self._mk_global_pool if global_pool is None else _check_global_pool(global_pool)
-        if pool == "" and num_classes:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
-                f"{num_classes}; use global_pool='avg' to classify."
-            )
+        num_classes, pool = check_reset(num_classes, global_pool, self._mk_global_pool)
         spec = self._mk_spec
         head = new_head(self.num_features, num_classes, spec.head_init, self._mk_conv_head)
         self.set_submodule(spec.classifier, head)
@@ -98,30 +94,6 @@ def _swap_class(model: nn.Module, mixin: type) -> None:
         _CLASSES[key] = type(native.__name__, (mixin, native), {"__module__": native.__module__})
     model.__class__ = _CLASSES[key]
     model._mk_native = native
-
-
-def _check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ConfigError(
-            f"num_classes={num_classes!r} is not valid; use a whole number >= 1 "
-            "(or 0 for pooled features without a classifier)."
-        )
-    return num_classes
-
-
-def _check_global_pool(global_pool) -> str:
-    if global_pool not in GLOBAL_POOLS:
-        raise ConfigError(
-            f"global_pool={global_pool!r} is not supported; use 'avg' (the family's own pooling) "
-            "or '' (no pooling, with num_classes=0)."
-        )
-    return global_pool
-
-
-def _head_note(path: str, num_classes: int) -> str:
-    if num_classes == 0:
-        return f"{path}: removed (num_classes=0), the model gives pooled features"
-    return f"{path}: new head for {num_classes} classes"
 
 
 # --- create_model -----------------------------------------------------------------------------
@@ -187,14 +159,14 @@ def random_parts(
 
     Nothing is seeded, so a rebuild draws new random weights: callers that cache results (the
     engine's disk cache) must not keep results of such a model. ``with_head=False`` is for
-    feature maps, which never pass through the classifier. Registered checkpoints are 3-channel.
+    feature maps, which never pass through the classifier.
     """
     if not pretrained:
         return ["all weights"]
     parts = []
-    if in_chans_init == "random" and in_chans is not None and in_chans > 3:
-        parts.append(f"first-conv filters for channels 3 to {in_chans - 1}")
     cfg = get_pretrained_cfg(name)
+    if in_chans_init == "random" and in_chans is not None and in_chans > cfg.in_chans:
+        parts.append(f"first-conv filters for channels {cfg.in_chans} to {in_chans - 1}")
     if with_head and num_classes is not None and num_classes not in (0, cfg.num_classes):
         parts.append(f"head for {num_classes} classes")
     return parts
@@ -233,6 +205,16 @@ def create_model(
         raise ConfigError(
             "Pass num_classes as its own argument and use pretrained=True for weights."
         )
+    if entry.source == "timm":  # timm models bring their own methods: no FamilySpec steps
+        from modelkit.models.timm_factory import create_timm_model
+
+        rgb = check_in_chans_args(in_chans or cfg.in_chans, in_chans_init, rgb_channels)
+        return create_timm_model(
+            entry, cfg, load=load, num_classes=num_classes, in_chans=in_chans,
+            features_only=features_only, out_indices=out_indices, global_pool=global_pool,
+            drop_rate=drop_rate, checkpoint_path=checkpoint_path, sources=sources, rgb=rgb,
+            in_chans_init=in_chans_init, kwargs=kwargs,
+        )  # fmt: skip
 
     if load:
         sd, where = find_state_dict(cfg, checkpoint_path, sources)
@@ -273,7 +255,7 @@ def create_model(
         adaptations.append(
             f"{spec.first_conv}.weight: {weight.shape[1]} -> {in_chans} channels, {how}"
         )
-    data_config = _data_config_for(data_config, in_chans, rgb)
+    data_config = data_config_for(data_config, in_chans, rgb)
 
     target = num_classes if num_classes is not None else src_classes
     # None with a 1001-class checkpoint means the 1000 ImageNet classes (background dropped)
@@ -336,19 +318,6 @@ def create_model(
     elif out_indices is not None:
         raise ConfigError("out_indices is only used with features_only=True.")
     return model
-
-
-def _data_config_for(config: DataConfig, in_chans: int, rgb: tuple[int, ...] | None) -> DataConfig:
-    """The data config for ``in_chans``; with rgb_channels the RGB stats sit on those channels."""
-    if not rgb:
-        return config.with_in_chans(in_chans)
-    mean = list(adapt_stats(config.mean, in_chans))
-    std = list(adapt_stats(config.std, in_chans))
-    for i, c in enumerate(rgb):
-        mean[c], std[c] = config.mean[i], config.std[i]
-    return dataclasses.replace(
-        config, input_size=(in_chans, *config.input_size[1:]), mean=tuple(mean), std=tuple(std)
-    )
 
 
 def to_features(model: nn.Module, out_indices=None) -> nn.Module:

@@ -28,6 +28,7 @@ from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableErr
 CONNECT_TIMEOUT_S = 1.0  # no network -> an error within a second
 DOWNLOAD_TIMEOUT_S = 10.0  # socket timeout per read once connected; one try, no retry loop
 IN_CHANS_INITS = ("repeat", "rgb", "random")
+GLOBAL_POOLS = ("avg", "")
 
 
 def offline() -> bool:
@@ -234,6 +235,42 @@ def set_conv_in_chans(conv: nn.Module, weight: torch.Tensor) -> None:
 
 
 # --- classifier head --------------------------------------------------------------------------
+
+
+def check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ConfigError(
+            f"num_classes={num_classes!r} is not valid; use a whole number >= 1 "
+            "(or 0 for pooled features without a classifier)."
+        )
+    return num_classes
+
+
+def check_global_pool(global_pool) -> str:
+    if global_pool not in GLOBAL_POOLS:
+        raise ConfigError(
+            f"global_pool={global_pool!r} is not supported; use 'avg' (the family's own pooling) "
+            "or '' (no pooling, with num_classes=0)."
+        )
+    return global_pool
+
+
+def check_reset(num_classes, global_pool, current_pool: str) -> tuple[int, str]:
+    """(num_classes, pool) for ``reset_classifier``: checked, the pool kept when None."""
+    num_classes = check_num_classes(num_classes)
+    pool = current_pool if global_pool is None else check_global_pool(global_pool)
+    if pool == "" and num_classes:
+        raise ConfigError(
+            f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
+            f"{num_classes}; use global_pool='avg' to classify."
+        )
+    return num_classes, pool
+
+
+def head_note(path: str, num_classes: int) -> str:
+    if num_classes == 0:
+        return f"{path}: removed (num_classes=0), the model gives pooled features"
+    return f"{path}: new head for {num_classes} classes"
 
 
 def _trunc(std: float, bound: float | None = None):

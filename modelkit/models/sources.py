@@ -1,5 +1,6 @@
 """The model sources behind the registry, as data: each gives entries (name, family, builder,
-cfgs) and knows nothing of the registry, which imports this module on first use."""
+cfgs) and knows nothing of the registry, which imports this module on first use. Lazy sources
+(timm's 1,371 architectures) are registered only when a name or pattern reaches their prefix."""
 
 from __future__ import annotations
 
@@ -34,9 +35,18 @@ def efficientnet_lite_entries() -> list[dict]:
     ]
 
 
-SOURCES = (torchvision_entries, efficientnet_lite_entries)
+def _timm_entries() -> list[dict]:
+    from modelkit.models.timm_source import timm_entries  # its index, not timm itself
+
+    return timm_entries()
+
+
+# (source name, entries); registered at the first look-up
+SOURCES = (("torchvision", torchvision_entries), ("efficientnet_lite", efficientnet_lite_entries))
+# name prefix -> (source name, entries); registered only when a name or pattern reaches the prefix
+LAZY_SOURCES = {"timm/": ("timm", _timm_entries)}
 
 
 def all_entries() -> list[dict]:
-    """Every entry of every source, in source order."""
-    return [entry for source in SOURCES for entry in source()]
+    """Every entry of every eager source, in source order, each marked with its source."""
+    return [entry | {"source": name} for name, source in SOURCES for entry in source()]

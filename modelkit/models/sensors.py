@@ -1,0 +1,174 @@
+"""Weights pretrained on satellite bands (published with TorchGeo), as data: timm architectures
+with their band lists, band order, published normalisation, file, hash and paper.
+
+They join the timm source as extra tags (``timm/resnet18.ssl4eo_s12_all_moco``). They are
+self-supervised feature extractors: no classifier head (``num_classes=0``), so they give feature
+maps and pooled embeddings, not labels. The normalisation is the one the authors used, on raw
+values: Sentinel-2 L1C digital numbers divided by 10,000 (mean 0, std 10,000); SSL4EO-L's 8-bit
+Landsat values divided by 255. Facts read from TorchGeo's ``torchgeo/models/resnet.py`` and
+``vit.py`` (MIT), and its SSL4EO-L dataset's band lists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelkit.config import PretrainedCfg
+
+# Sentinel-2 Level-1C, the 13 bands in the order SSL4EO-S12 stores them
+SENTINEL2_L1C = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
+# Landsat 8/9 OLI surface reflectance (SSL4EO-L "oli_sr") and OLI+TIRS top of atmosphere
+LANDSAT_OLI_SR = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+LANDSAT_OLI_TIRS_TOA = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11")
+
+_HF = "https://hf.co/torchgeo"
+_S12_PAPER = "https://arxiv.org/abs/2211.07044"
+_L_PAPER = "https://arxiv.org/abs/2306.09424"
+
+
+@dataclass(frozen=True)
+class SensorWeights:
+    """One published checkpoint: which timm architecture, trained on which bands, from where."""
+
+    arch: str  # timm architecture
+    tag: str  # our tag for it
+    url: str  # .../resolve/<revision>/<file>-<sha256 prefix>.pth on the Hugging Face Hub
+    sensor: str
+    dataset: str
+    method: str
+    paper: str
+    bands: tuple[str, ...]
+    scale: float  # mean 0, std ``scale`` on the raw values
+    resize: int | None  # resize the shorter side to this, then centre-crop 224
+    license: str = "cc-by-4.0"  # the SSL4EO-S12 / SSL4EO-L weights' terms, as TorchGeo states
+
+    @property
+    def sha256_prefix(self) -> str:
+        match = re.search(r"-([0-9a-f]{8,})\.\w+$", self.url)
+        return match.group(1) if match else ""
+
+
+SENSOR_WEIGHTS = (
+    SensorWeights(
+        "resnet18", "ssl4eo_s12_all_moco",
+        f"{_HF}/resnet18_sentinel2_all_moco/resolve/5b8cddc9a14f3844350b7f40b85bcd32aed75918/"
+        "resnet18_sentinel2_all_moco-59bfdff9.pth",
+        "Sentinel-2 L1C", "SSL4EO-S12", "MoCo", _S12_PAPER, SENTINEL2_L1C, 10000.0, 256,
+    ),
+    SensorWeights(
+        "resnet50", "ssl4eo_s12_all_moco",
+        f"{_HF}/resnet50_sentinel2_all_moco/resolve/da4f3c9dbe09272eb902f3b37f46635fa4726879/"
+        "resnet50_sentinel2_all_moco-df8b932e.pth",
+        "Sentinel-2 L1C", "SSL4EO-S12", "MoCo", _S12_PAPER, SENTINEL2_L1C, 10000.0, 256,
+    ),
+    SensorWeights(
+        "resnet50", "ssl4eo_s12_all_dino",
+        f"{_HF}/resnet50_sentinel2_all_dino/resolve/d7f14bf5530d70ac69d763e58e77e44dbecfec7c/"
+        "resnet50_sentinel2_all_dino-d6c330e9.pth",
+        "Sentinel-2 L1C", "SSL4EO-S12", "DINO", _S12_PAPER, SENTINEL2_L1C, 10000.0, 256,
+    ),
+    SensorWeights(
+        "vit_small_patch16_224", "ssl4eo_s12_all_moco",
+        f"{_HF}/vit_small_patch16_224_sentinel2_all_moco/resolve/"
+        "1cb683f6c14739634cdfaaceb076529adf898c74/vit_small_patch16_224_sentinel2_all_moco-67c9032d.pth",
+        "Sentinel-2 L1C", "SSL4EO-S12", "MoCo", _S12_PAPER, SENTINEL2_L1C, 10000.0, 256,
+    ),
+    SensorWeights(
+        "vit_small_patch16_224", "ssl4eo_s12_all_dino",
+        f"{_HF}/vit_small_patch16_224_sentinel2_all_dino/resolve/"
+        "5b41dd418a79de47ac9f5be3e035405a83818a62/vit_small_patch16_224_sentinel2_all_dino-36bcc127.pth",
+        "Sentinel-2 L1C", "SSL4EO-S12", "DINO", _S12_PAPER, SENTINEL2_L1C, 10000.0, 256,
+    ),
+    SensorWeights(
+        "resnet18", "ssl4eo_l_oli_sr_moco",
+        f"{_HF}/ssl4eo_landsat/resolve/1c88bb51b6e17a21dde5230738fa38b74bd74f76/"
+        "resnet18_landsat_oli_sr_moco-660e82ed.pth",
+        "Landsat 8/9 OLI SR", "SSL4EO-L", "MoCo", _L_PAPER, LANDSAT_OLI_SR, 255.0, None,
+    ),
+    SensorWeights(
+        "resnet18", "ssl4eo_l_oli_tirs_toa_moco",
+        f"{_HF}/ssl4eo_landsat/resolve/1c88bb51b6e17a21dde5230738fa38b74bd74f76/"
+        "resnet18_landsat_oli_tirs_toa_moco-a3002f51.pth",
+        "Landsat 8/9 OLI+TIRS TOA", "SSL4EO-L", "MoCo", _L_PAPER, LANDSAT_OLI_TIRS_TOA, 255.0,
+        None,
+    ),
+    SensorWeights(
+        "resnet50", "ssl4eo_l_oli_sr_moco",
+        f"{_HF}/ssl4eo_landsat/resolve/1c88bb51b6e17a21dde5230738fa38b74bd74f76/"
+        "resnet50_landsat_oli_sr_moco-ff580dad.pth",
+        "Landsat 8/9 OLI SR", "SSL4EO-L", "MoCo", _L_PAPER, LANDSAT_OLI_SR, 255.0, None,
+    ),
+)  # fmt: skip
+
+_FIRST_CONV = {
+    "resnet18": "conv1",
+    "resnet50": "conv1",
+    "vit_small_patch16_224": "patch_embed.proj",
+}
+_CLASSIFIER = {"resnet18": "fc", "resnet50": "fc", "vit_small_patch16_224": "head"}
+
+
+def sensor_cfg(w: SensorWeights) -> PretrainedCfg:
+    n = len(w.bands)
+    # SSL4EO-S12: resize 256, centre-crop 224; SSL4EO-L: its 264 px patches centre-cropped to 224
+    return PretrainedCfg(
+        architecture=f"timm/{w.arch}",
+        tag=w.tag,
+        url=w.url,
+        num_classes=0,
+        in_chans=n,
+        input_size=(n, 224, 224),
+        resize_size=w.resize,
+        mean=(0.0,) * n,
+        std=(w.scale,) * n,
+        interpolation="bilinear",
+        crop_pct=224 / w.resize if w.resize else 224 / 264,
+        value_scaling="none",
+        bands=w.bands,
+        first_conv=_FIRST_CONV[w.arch],
+        classifier=_CLASSIFIER[w.arch],
+        license=w.license,
+        source="torchgeo",
+    )
+
+
+def sensor_cfgs() -> list[PretrainedCfg]:
+    return [sensor_cfg(w) for w in SENSOR_WEIGHTS]
+
+
+def sensor_weights(name: str) -> SensorWeights | None:
+    """The sensor checkpoint behind ``timm/<arch>.<tag>``, if it is one."""
+    for w in SENSOR_WEIGHTS:
+        if name == f"timm/{w.arch}.{w.tag}":
+            return w
+    return None
+
+
+def _norm(band: str) -> str:
+    """'B02' / 'b2' / 'B8a' -> 'B2' / 'B2' / 'B8A' (Sentinel-2 and Landsat names)."""
+    text = str(band).strip().upper().replace("BAND", "B").replace("_", "").replace(" ", "")
+    return re.sub(r"^B0+(\d)", r"B\1", text)
+
+
+def match_bands(image_bands: Sequence[str] | None, weight_bands: Sequence[str]) -> list[int] | None:
+    """The image channel for each band the weights take, in their order; None when the image
+    does not name every one of them."""
+    if not image_bands:
+        return None
+    where = {_norm(b): i for i, b in enumerate(image_bands)}
+    picked = [where.get(_norm(b)) for b in weight_bands]
+    return None if None in picked else picked
+
+
+def suggestions(num_channels: int, band_names: Sequence[str] | None) -> list[str]:
+    """Sensor weights that fit an image (by its band names, else by its channel count)."""
+    out = []
+    for w in SENSOR_WEIGHTS:
+        order = match_bands(band_names, w.bands)
+        if order is not None or (not band_names and num_channels == len(w.bands)):
+            name = f"timm/{w.arch}.{w.tag}"
+            if name not in out:
+                out.append(name)
+    return out

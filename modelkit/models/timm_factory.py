@@ -1,0 +1,360 @@
+"""create_model for ``timm/...`` names: timm builds and loads, modelkit adapts and reports.
+
+timm models already have forward_features / forward_head / reset_classifier / feature_info /
+forward_intermediates, so no FamilySpec is needed: a mixin (class swapped in place, like the
+torchvision path) only gives them modelkit's contract: NCHW feature maps for ``out_indices``,
+``global_pool`` 'avg' (the model's own pooling) or '' (none), ``adaptations``, our
+``pretrained_cfg`` and ``data_config``. Weights are read by us (safe loading, Hub cache, offline
+errors), handed to timm as a state dict (so its checkpoint filters run), and the first conv is
+then adapted by modelkit's rules (repeat and scale, rgb_channels, random).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+from modelkit.config import PretrainedCfg, data_config_for
+from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
+from modelkit.models.features import FeatureInfo, resolve_out_indices
+from modelkit.models.hub import timm_weights, weight_shapes
+from modelkit.models.info import _params_on_meta
+from modelkit.models.pretrained import adapt_input_conv as adapt_filters
+from modelkit.models.pretrained import check_reset, head_note
+from modelkit.models.registry import ModelEntry
+from modelkit.models.timm_source import levels_of, timm_name
+
+
+class TimmFeatureInfo(FeatureInfo):
+    """modelkit's FeatureInfo that timm's own code can still index (``info[i]["num_chs"]``)."""
+
+    def __getitem__(self, i):
+        return self.levels[i]
+
+    def __iter__(self):
+        return iter(self.levels)
+
+    def select(self, indices) -> TimmFeatureInfo:
+        return TimmFeatureInfo([self.levels[i] for i in indices])
+
+
+def _accepts(method, name: str) -> bool:
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_nchw(x: torch.Tensor, channels: int, expect_hw: tuple[int, int], who: str) -> torch.Tensor:
+    """A feature map as (N, C, H, W); channel-last maps are permuted, token lists refused."""
+    if x.ndim == 4:
+        if x.shape[1] == channels and (x.shape[-1] != channels or x.shape[2] == expect_hw[0]):
+            return x
+        if x.shape[-1] == channels:
+            return x.permute(0, 3, 1, 2)
+    raise ConfigError(
+        f"{who} gives a feature map of shape {tuple(x.shape)} at this level, not a (N, C, H, W) "
+        "map: feature maps are not available for this model. Choose another model for feature maps."
+    )
+
+
+class TimmMixin:
+    """modelkit's classifier contract over a timm model's own methods."""
+
+    _mk_global_pool: str = "avg"
+    _mk_fixed_size: tuple[int, int] | None = None
+
+    def check_input_size(self, x: torch.Tensor) -> None:
+        size = self._mk_fixed_size
+        if size is not None and tuple(x.shape[-2:]) != size:
+            raise ConfigError(
+                f"{self.pretrained_cfg.architecture} takes {size[0]}x{size[1]} inputs only, got "
+                f"{x.shape[-2]}x{x.shape[-1]}. Resize the image to {size[0]}x{size[1]} "
+                "(modelkit.preprocess does, with the model's data config), or create the model "
+                f"with img_size={x.shape[-1]}."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x)
+        if self._mk_global_pool == "":
+            return self.forward_features(x)
+        return super().forward(x)
+
+    def forward_features(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        self.check_input_size(x)
+        return super().forward_features(x, *args, **kwargs)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self._mk_global_pool == "":
+            return x
+        return super().forward_head(x, pre_logits=pre_logits)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head for ``num_classes`` (0: none); 'avg' keeps the model's own pooling."""
+        num_classes, pool = check_reset(num_classes, global_pool, self._mk_global_pool)
+        super().reset_classifier(num_classes)
+        self.num_classes, self._mk_global_pool, self.categories = num_classes, pool, None
+        self.adaptations.append(head_note(self.pretrained_cfg.classifier or "head", num_classes))
+
+    def forward_intermediates(self, x: torch.Tensor, out_indices=None) -> list[torch.Tensor]:
+        """NCHW maps of the requested levels (indices into ``feature_info``)."""
+        self.check_input_size(x)
+        levels = self._mk_levels
+        indices = resolve_out_indices(out_indices, len(levels))
+        native = super().forward_intermediates
+        kwargs = {"indices": indices, "intermediates_only": True}
+        if _accepts(native, "output_fmt"):
+            kwargs["output_fmt"] = "NCHW"
+        try:
+            outs = native(x, **kwargs)
+        except ModelkitError:
+            raise
+        except Exception as exc:
+            raise ConfigError(
+                f"{self.pretrained_cfg.architecture} cannot give feature maps for levels "
+                f"{indices} ({type(exc).__name__}: {str(exc)[:160]})."
+            ) from exc
+        who = self.pretrained_cfg.architecture
+        return [
+            _as_nchw(o, levels[i]["channels"], _grid(x, levels[i]["reduction"]), who)
+            for o, i in zip(outs, indices, strict=True)
+        ]
+
+
+def _grid(x: torch.Tensor, reduction: int) -> tuple[int, int]:
+    return (-(-x.shape[-2] // reduction), -(-x.shape[-1] // reduction))
+
+
+class TimmFeaturesMixin(TimmMixin):
+    """features_only: ``forward(x)`` gives the list of NCHW maps for ``out_indices``."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_intermediates(x, self.out_indices)
+
+
+_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _swap_class(model: nn.Module, mixin: type) -> None:
+    native = getattr(model, "_mk_native", type(model))
+    if (native, mixin) not in _CLASSES:
+        _CLASSES[native, mixin] = type(
+            native.__name__, (mixin, native), {"__module__": native.__module__}
+        )
+    model.__class__ = _CLASSES[native, mixin]
+    model._mk_native = native
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def _build(entry: ModelEntry, timm_id: str, what: str, **kwargs) -> nn.Module:
+    """timm.create_model with any failure turned into a ConfigError naming model and settings."""
+    import timm
+
+    try:
+        return timm.create_model(timm_id, **kwargs)
+    except ModelkitError:
+        raise
+    except Exception as exc:  # timm raises anything: assertions, TypeErrors for unknown kwargs
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ConfigError(
+            f"{entry.name} cannot be built with {what} ({type(exc).__name__}: {text}). "
+            "Change that setting (in_chans, num_classes, img_size) or choose another model."
+        ) from None
+
+
+def _paths(value: str) -> list[str]:
+    return [p for p in (value or "").split(",") if p]
+
+
+def _settings(**kw) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kw.items() if v is not None) or "default settings"
+
+
+def _adapt_channels(entry, timm_id, model, cfg, in_chans, mode, rgb, build) -> tuple:
+    """Rebuild for ``in_chans`` without initialising (parameters on the meta device) and load
+    the loaded model's weights into it with the first conv(s) adapted by modelkit's rules."""
+    sd = model.state_dict()
+    with _params_on_meta():
+        target = _build(entry, timm_id, _settings(in_chans=in_chans), in_chans=in_chans, **build)
+    shapes = {k: v.shape for k, v in target.state_dict().items()}
+    notes = []
+    for conv in _paths(cfg.first_conv):
+        key = f"{conv}.weight"
+        if key not in sd or key not in shapes:
+            continue
+        want = shapes[key][1]
+        if rgb and want != in_chans:
+            raise ConfigError(
+                f"{entry.name} does not feed the input channels straight into {conv}, so "
+                "in_chans_init='rgb' cannot place R, G, B filters; use 'repeat' or 'random'."
+            )
+        old = sd[key].shape[1]
+        sd[key], how = adapt_filters(sd[key], want, mode, rgb)
+        notes.append(f"{key}: {old} -> {want} channels, {how}")
+    bad = [k for k, s in shapes.items() if k in sd and sd[k].shape != s]
+    if bad:
+        raise ConfigError(
+            f"{entry.name} cannot take in_chans={in_chans} with pretrained weights: besides its "
+            f"first conv, {', '.join(bad[:3])} depend on the channel count. Use in_chans="
+            f"{cfg.in_chans}, or pretrained=False."
+        )
+    try:
+        target.load_state_dict(sd, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise WeightsLoadError(
+            f"Adapting {entry.name} to {in_chans} channels failed: {str(exc)[:200]}"
+        ) from None
+    return target, notes
+
+
+def _categories(cfg: PretrainedCfg, num_classes: int) -> tuple[str, ...] | None:
+    """Label words for ImageNet-1k / 12k / 22k heads (timm ships them)."""
+    if cfg.categories is not None:
+        return cfg.categories
+    from timm.data import infer_imagenet_subset
+
+    subset = infer_imagenet_subset({"num_classes": num_classes})
+    return _imagenet_labels(subset) if subset else None
+
+
+@functools.lru_cache(maxsize=4)
+def _imagenet_labels(subset: str) -> tuple[str, ...] | None:
+    from timm.data import ImageNetInfo
+
+    try:
+        return tuple(ImageNetInfo(subset).label_descriptions())
+    except (AssertionError, OSError):
+        return None
+
+
+def create_timm_model(
+    entry: ModelEntry,
+    cfg: PretrainedCfg,
+    *,
+    load: bool,
+    num_classes: int | None,
+    in_chans: int | None,
+    features_only: bool,
+    out_indices,
+    global_pool: str | None,
+    drop_rate: float | None,
+    checkpoint_path,
+    sources: dict,
+    rgb: tuple[int, ...] | None,
+    in_chans_init: str,
+    kwargs: dict,
+) -> nn.Module:
+    """The timm path of ``create_model`` (arguments already checked there)."""
+    arch = timm_name(entry.name)
+    tagged = f"{arch}.{cfg.tag}" if cfg.tag and cfg.source == "timm" else arch
+    build = dict(kwargs)
+    if drop_rate is not None:
+        build["drop_rate"] = float(drop_rate)
+    src_chans = cfg.in_chans
+    in_chans = in_chans or src_chans
+    if load:
+        weights, where = timm_weights(cfg, checkpoint_path, sources)
+        shapes = weight_shapes(weights)
+        head = [f"{c}.weight" for c in _paths(cfg.classifier) if f"{c}.weight" in shapes]
+        src_classes = cfg.num_classes
+        if head and shapes[head[0]][0] - cfg.label_offset != cfg.num_classes:
+            src_classes = int(shapes[head[0]][0])  # a checkpoint with its own head
+        # a file goes to timm by name: a state dict in its cfg would be deep-copied (40 % of a
+        # ResNet-18 build)
+        source = {"state_dict": weights} if isinstance(weights, dict) else {"file": weights}
+        overlay = {**source, "num_classes": src_classes, "input_size": cfg.input_size,
+                   "first_conv": _paths(cfg.first_conv) or None,
+                   "classifier": _paths(cfg.classifier) or None}  # fmt: skip
+        if src_classes != cfg.num_classes:
+            overlay["label_offset"] = 0
+        try:
+            model = _build(entry, tagged, _settings(pretrained=True, **build), pretrained=True,
+                           pretrained_cfg_overlay=overlay, in_chans=src_chans,
+                           num_classes=src_classes, **build)  # fmt: skip
+        except ConfigError as exc:
+            raise WeightsLoadError(
+                f"The weights from {where} do not fit {entry.name}: {exc}"
+            ) from None
+        adaptations = [f"weights loaded from {where}"]
+        if in_chans != src_chans or rgb:
+            build_kw = dict(build, num_classes=src_classes)
+            model, notes = _adapt_channels(
+                entry, tagged, model, cfg, in_chans, in_chans_init, rgb, build_kw
+            )
+            adaptations += notes
+        elif cfg.bands:
+            adaptations.append(
+                f"native {len(cfg.bands)}-band weights ({', '.join(cfg.bands)}): no adaptation"
+            )
+    else:
+        src_classes = num_classes if num_classes is not None else cfg.num_classes
+        what = _settings(in_chans=in_chans, num_classes=src_classes, **build)
+        model = _build(entry, tagged, what, pretrained=False, in_chans=in_chans,
+                       num_classes=src_classes, **build)  # fmt: skip
+        adaptations = []
+        if in_chans != 3:
+            conv = _paths(cfg.first_conv)[0] if cfg.first_conv else "first conv"
+            adaptations.append(f"{conv}.weight: 3 -> {in_chans} channels, random weights")
+
+    target = num_classes if num_classes is not None else src_classes
+    categories = _categories(cfg, target) if load and target == src_classes and target else None
+    levels = levels_of(model)
+    model.adaptations = adaptations
+    model.categories = categories
+    model.num_classes = src_classes
+    model._mk_levels = levels
+    embed = getattr(model, "patch_embed", None)
+    strict = embed is not None and getattr(embed, "strict_img_size", False)
+    fixed = (
+        tuple(int(v) for v in embed.img_size)
+        if strict and getattr(embed, "img_size", None)
+        else None
+    )
+    data_config = cfg.data_config()
+    if fixed and fixed != tuple(data_config.input_size[1:]):  # img_size=... chose another
+        data_config = dataclasses.replace(
+            data_config, input_size=(src_chans, *fixed), resize_size=None
+        )
+    model._mk_fixed_size = fixed
+    model.pretrained_cfg = cfg
+    model.data_config = data_config_for(data_config, in_chans, rgb)
+    _swap_class(model, TimmMixin)
+    if target != src_classes:
+        model.reset_classifier(target)  # notes the new head
+    if global_pool is not None:
+        if global_pool == "" and target:
+            raise ConfigError(
+                f"global_pool='' (no pooling) works only with num_classes=0, got {target}."
+            )
+        model._mk_global_pool = global_pool
+    model.eval()
+    model.feature_info = TimmFeatureInfo(levels)
+    if features_only:
+        to_timm_features(model, out_indices)
+    elif out_indices is not None:
+        raise ConfigError("out_indices is only used with features_only=True.")
+    return model
+
+
+def to_timm_features(model: nn.Module, out_indices=None) -> nn.Module:
+    """features_only, in place: the head and the blocks after the deepest level are dropped."""
+    levels = model._mk_levels
+    if not levels:
+        raise ConfigError(f"{model.pretrained_cfg.architecture} has no feature levels to return.")
+    indices = resolve_out_indices(out_indices, len(levels))
+    if hasattr(model, "prune_intermediate_layers"):
+        try:
+            model.prune_intermediate_layers(indices, prune_norm=False, prune_head=True)
+        except Exception:  # noqa: BLE001 - pruning only saves memory; the model still works
+            pass
+    model.out_indices = indices
+    model.feature_info = TimmFeatureInfo(levels).select(indices)
+    model.num_classes, model.categories = 0, None
+    _swap_class(model, TimmFeaturesMixin)
+    return model
