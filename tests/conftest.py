@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 import torch
+
+# results and model facts of this test session go to a folder of its own, not ~/.cache/modelkit
+os.environ.setdefault("MODELKIT_CACHE_DIR", tempfile.mkdtemp(prefix="modelkit-tests-"))
 
 
 @pytest.fixture(autouse=True)
