@@ -43,9 +43,9 @@ with gr.Blocks(title="modelkit") as demo:
         with gr.Tab("Explore", elem_id="mk-tab-explore"):
             explore.build(form)
         with gr.Tab("Teach", elem_id="mk-tab-teach"):
-            teach_page.build(form)
+            head_path = teach_page.build(form)
         with gr.Tab("Explain", elem_id="mk-tab-explain"):
-            explain_page.build(form)
+            explain_page.build(form, head_path)
         with gr.Tab("Batch", elem_id="mk-tab-batch"):
             batch_page.build(form)
         with gr.Tab("Compare", elem_id="mk-tab-compare"):

@@ -70,3 +70,28 @@ def test_explain_through_the_running_app(tmp_path):
         assert result["target_label"] == "tiger cat" and len(result["bands"]) == 3
     finally:
         server.stop()
+
+
+def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):
+    from modelkit import TrainedHead, read_image
+    from modelkit.app import runs
+    from modelkit.app.explain_page import _targets, run_explain
+    from modelkit.app.teach_page import head_from
+
+    rng = np.random.default_rng(0)
+    setup = {"model": "efficientnet_lite0", "pretrained": True, "scaling": "auto"}
+    weight = rng.normal(0, 0.05, (2, 1280))
+    weight[1, :10] += 1.0  # class "b" reads a few features: its score has gradients
+    path = tmp_path / "head.safetensors"
+    TrainedHead(classes=["a", "b"], weight=weight, bias=np.zeros(2), setup=setup).save(path)
+    head = head_from(str(path))
+    image = read_image((ASSETS / "chelsea.png").read_bytes(), "chelsea.png")
+    form = runs.make_setup("resnet18", True, None, None, None, "", None, 5, "auto", "cpu", "fp32")
+    choices = _targets(form, image, head)
+    assert sorted(label.split(" (")[0] for label, _ in choices) == ["a", "b"]
+    alone = head.predict(image, top_k=2)
+    assert choices[0][0].startswith(alone.labels[0])
+    out = run_explain(form, image, "bands", choices[1][1], "mean", head)
+    assert out.target_label == alone.labels[1] and out.band_importance.shape == (3,)
+    # the head's own model and settings were used, not the form's resnet18
+    assert abs(out.score - float(alone.logits[int(choices[1][1])])) < 1e-3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modelkit.app import batch_figures, runs
-from modelkit.app.gpu import on_gpu
+from modelkit.app.gpu import MAX_SECONDS, on_gpu
 from modelkit.app.guard import MODEL_WORK, guarded, status
 from modelkit.app.setup_form import SetupForm
 from modelkit.batches import table as tables
@@ -44,7 +44,7 @@ def _figure(state: dict, colour_by: str):
 
 
 @guarded
-@on_gpu(120)
+@on_gpu(MAX_SECONDS)
 def on_batch(archive, *form_values, progress=gr.Progress()):  # noqa: B008
     from modelkit.batches.job import batch
 

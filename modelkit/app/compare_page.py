@@ -7,7 +7,7 @@ import gradio as gr
 
 from modelkit.app import batch_figures, compare, form, runs
 from modelkit.app.api import endpoint
-from modelkit.app.gpu import on_gpu
+from modelkit.app.gpu import MAX_SECONDS, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
 from modelkit.app.setup_form import SetupForm
 from modelkit.models.registry import list_models
@@ -23,7 +23,7 @@ def _run(file, entries, form_values):
 
 
 @guarded
-@on_gpu(90)
+@on_gpu(MAX_SECONDS)
 def on_compare(file, entries, *form_values):
     summary, maps = _run(file, entries, form_values)
     shared = set(summary["shared_labels"])
@@ -38,6 +38,7 @@ def on_compare(file, entries, *form_values):
 
 
 @api_guarded
+@on_gpu(MAX_SECONDS)
 def api_compare(file, models, pretrained, top_k, scaling, channels):
     """JSON: models (title, setup, predictions, params, forward_ms, total_ms, strides),
     shared_labels, agreement, strides."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from modelkit.app import runs
 from modelkit.app.explain_figures import band_figure, map_figure
-from modelkit.app.gpu import on_gpu
+from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
 from modelkit.app.setup_form import SetupForm
 from modelkit.errors import ConfigError
@@ -26,8 +26,9 @@ FROM_FILE = "names from the file"
 SHAPLEY_SAMPLES = 8
 
 
-def run_explain(setup, image, method: str, target, baseline: str):
-    """explain() with the form's setup; 'shapley' is band importance by Shapley sampling."""
+def run_explain(setup, image, method: str, target, baseline: str, head=None):
+    """explain() with the form's setup, or with a taught head's own model and settings;
+    'shapley' is band importance by Shapley sampling."""
     from modelkit.explanations.api import explain
 
     samples = SHAPLEY_SAMPLES if method == "shapley" else None
@@ -35,8 +36,23 @@ def run_explain(setup, image, method: str, target, baseline: str):
     if method not in {m for _, m in METHODS}:
         raise ConfigError(f"Method {method!r} is not known; pick one from the list.")
     target = None if target in (None, "") else int(target)
-    return explain(**runs.engine_kwargs(setup, image), method=method, target=target,
+    kwargs = runs.engine_kwargs(setup, image)
+    if head is not None:  # the head decides the model and the preprocessing it was taught with
+        kwargs = {**head.engine_settings(), "image": image, "model": head.model,
+                  "device": setup.device, "precision": setup.precision}  # fmt: skip
+    return explain(**kwargs, head=head, method=method, target=target,
                    baseline=baseline or "mean", shapley_samples=samples)  # fmt: skip
+
+
+def _targets(setup, image, head) -> list[tuple[str, str]]:
+    """The target choices: the model's top-k, or every taught class (most likely first)."""
+    if head is not None:
+        result = head.predict(image, top_k=len(head.classes))
+        pairs = zip(result.labels, result.probabilities, result.indices, strict=True)
+    else:
+        rows = runs.top_rows(runs.run_predict(setup, image))
+        pairs = ((r["label"], r["probability"], r["index"]) for r in rows)
+    return [(f"{label} ({p:.1%})", str(i)) for label, p, i in pairs]
 
 
 def _labels(out, preset: str | None) -> list[str]:
@@ -46,20 +62,41 @@ def _labels(out, preset: str | None) -> list[str]:
     return band_labels(None, count, preset)
 
 
+# forward (+ backward) passes each method makes, for the declared GPU time: band ablation one per
+# band (13 for Sentinel-2) + 1, Grad-CAM a prediction + one with gradients, IG 32 steps of two
+PASSES = {"bands": 15, "gradcam": 3, "integrated_gradients": 66}
+
+
+def _explain_setup(file, *values, **_):
+    return runs.make_setup(*values[:-7])
+
+
+def _explain_passes(file, *values, **_) -> int:
+    return PASSES.get(values[-6], 15)
+
+
+def _api_explain_seconds(file, model, *rest, **_) -> int:
+    return model_seconds(str(model), PASSES.get(rest[-3], 15)) if model else MAX_SECONDS
+
+
 @guarded
-@on_gpu(120)
+@on_gpu(**for_model(_explain_setup, images=_explain_passes))
 def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
-    *form_values, method, target, baseline, preset, opacity = values
+    *form_values, method, target, baseline, preset, opacity, use_head, head_path = values
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
     setup = runs.make_setup(*form_values)
+    head = None
+    if use_head:
+        from modelkit.app.teach_page import head_from
+
+        head = head_from(head_path)
     progress(0.15, desc=runs.model_step(setup))
-    rows = runs.top_rows(runs.run_predict(setup, image))
-    choices = [(f"{r['label']} ({r['probability']:.1%})", str(r["index"])) for r in rows]
+    choices = _targets(setup, image, head)
     if target not in [c for _, c in choices]:
         target = choices[0][1]
     progress(0.35, desc="Explaining (band copies or gradients)")
-    out = run_explain(setup, image, method, target, baseline)
+    out = run_explain(setup, image, method, target, baseline, head)
     progress(0.9, desc="Drawing the charts")
     title = f"Band importance for '{out.target_label}'"
     composite = display.composite(image)
@@ -73,9 +110,12 @@ def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
     )
 
 
-def build(form: SetupForm) -> None:
-    """The Explain tab's controls and results, wired to the shared setup form."""
+def build(form: SetupForm, head_path: gr.State) -> None:
+    """The Explain tab's controls and results, wired to the shared setup form and to the head
+    in use on the Teach tab (``head_path``)."""
     gr.Markdown("Which bands and which regions drive the answer, for the image and setup above.")
+    use_head = gr.Checkbox(label="Explain the taught classes (the head in use on the Teach tab)",
+                           elem_id="mk-explain-use-head")  # fmt: skip
     with gr.Row():
         method = gr.Dropdown(METHODS, value="bands", label="Method", elem_id="mk-explain-method")
         target = gr.Dropdown([], label="Target class (empty: the top class)")
@@ -89,12 +129,14 @@ def build(form: SetupForm) -> None:
         bands = gr.Plot(show_label=False, elem_id="mk-explain-bands")
         heat = gr.Plot(show_label=False, elem_id="mk-explain-map")
     notes = gr.Markdown(elem_id="mk-explain-notes")
-    inputs = [form.upload, *form.inputs, method, target, baseline, preset, opacity]
+    inputs = [form.upload, *form.inputs, method, target, baseline, preset, opacity, use_head,
+              head_path]  # fmt: skip
     outputs = [status(), target, bands, heat, notes]
     button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK, api_visibility="private")
 
 
 @api_guarded
+@on_gpu(_api_explain_seconds)
 def api_explain(file, model, pretrained, in_chans, channels, num_classes, scaling, method,
                 target, baseline):  # fmt: skip
     from modelkit.app.form import Setup

@@ -14,7 +14,7 @@ import gradio as gr
 
 from modelkit.app import figures, runs, teach_figures, teach_state
 from modelkit.app.api import endpoint
-from modelkit.app.gpu import on_gpu
+from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
 from modelkit.app.setup_form import FILE_TYPES, SetupForm
 from modelkit.errors import ConfigError
@@ -94,8 +94,22 @@ def on_remove(items, cls):
     return _examples_view(teach_state.remove(items, cls))
 
 
+def _train_setup(items, augment, *form_values, **_):
+    return runs.make_setup(*form_values)
+
+
+def _train_views(items, augment, *form_values, **_) -> int:
+    """Images x views: what the GPU embeds (the fit itself is a fraction of a second)."""
+    return len(items or []) * len(VIEW_SETS.get(augment, ("identity",)))
+
+
+def _predict_seconds(file, head_path, top_k, **_) -> int:
+    head = head_from(head_path)
+    return model_seconds(head.model, len(VIEW_SETS.get(head.setup.get("views"), ("identity",))))
+
+
 @guarded
-@on_gpu(300)
+@on_gpu(**for_model(_train_setup, images=_train_views))
 def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B008
     setup = runs.make_setup(*form_values)
     progress(0.0, desc="Reading the examples")
@@ -134,7 +148,7 @@ def on_head_upload(file):
 
 
 @guarded
-@on_gpu(60)
+@on_gpu(_predict_seconds)
 def on_predict(file, head_path, top_k):
     head, image = head_from(head_path), runs.load_image(file)
     result = head.predict(image, top_k=int(top_k or 5))
@@ -147,6 +161,7 @@ def on_predict(file, head_path, top_k):
 
 
 @api_guarded
+@on_gpu(MAX_SECONDS)
 def api_teach(zip_file, model, pretrained, scaling, augment):
     if not zip_file:
         raise ConfigError("Send a ZIP with one folder of images per class.")
@@ -159,6 +174,7 @@ def api_teach(zip_file, model, pretrained, scaling, augment):
 
 
 @api_guarded
+@on_gpu(_predict_seconds)
 def api_predict_with_head(image, head_file, top_k):
     head = head_from(head_file)
     result = head.predict(runs.load_image(image), top_k=int(top_k or 5))
