@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 # Smallest input each family accepts (and builder kwargs where the size is fixed at build time).
 SIZES = {"alexnet": 64, "squeezenet": 64, "inception_v3": 75, "maxvit": 224}
 KWARGS = {"vit_h_14": {"image_size": 28}}
-ALL = list_models()
+ALL = [n for n in list_models() if not n.startswith("timm/")]  # timm's: tests/test_timm.py
 
 
 def _setup(name: str) -> tuple[int, dict]:
