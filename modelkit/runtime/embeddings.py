@@ -87,7 +87,8 @@ def pooled(model, x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
             f"Rotated views need a square model input, not {x.shape[-2]}x{x.shape[-1]}; "
             "use augment='flips' or 'none'."
         )
-    stacked = torch.cat([_VIEWS[v](x) for v in views])  # (V*N, C, H, W), view-major
+    # (V*N, C, H, W), view-major; one view needs no copy
+    stacked = x if tuple(views) == ("identity",) else torch.cat([_VIEWS[v](x) for v in views])
     feats = model.forward_head(model.forward_features(stacked), pre_logits=True)
     return feats.reshape(len(views), x.shape[0], -1).transpose(0, 1)
 
@@ -124,14 +125,11 @@ def embeddings(
         results = result_cache if result_cache is not None else default_result_cache()
     setting = key.to_dict() | {"channels": kw["channels"], "scaling": kw["scaling"],
                                "views": list(names), "num_classes": None}  # fmt: skip
-    keys = [
-        result_key(
-            "embedding",
-            input_hash([item], None if image_bytes is None else image_bytes[i]),
-            setting,
-        )  # fmt: skip
-        for i, item in enumerate(items)
-    ]
+    keys = []  # hashing every image costs time: only when there is a cache to ask
+    if results is not None:
+        keys = [result_key("embedding", input_hash([item], None if image_bytes is None
+                                                   else image_bytes[i]), setting)
+                for i, item in enumerate(items)]  # fmt: skip
     vectors: list[np.ndarray | None] = [None] * len(items)
     adaptations: list[str] = []
     for i, k in enumerate(keys):
