@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from modelkit import create_model, list_models
+from modelkit.models.registry import list_sources
 
 pytestmark = pytest.mark.slow
 
 # Smallest input each family accepts (and builder kwargs where the size is fixed at build time).
 SIZES = {"alexnet": 64, "squeezenet": 64, "inception_v3": 75, "maxvit": 224}
 KWARGS = {"vit_h_14": {"image_size": 28}}
-ALL = [n for n in list_models() if not n.startswith("timm/")]  # timm's: tests/test_timm.py
+# the sources' own models (timm's: tests/test_timm.py; toy models other tests register are not)
+ALL = [n for source in list_sources(lazy=False) for n in list_models(source=source)]
 
 
 def _setup(name: str) -> tuple[int, dict]:

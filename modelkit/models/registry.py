@@ -170,7 +170,8 @@ def get_entry(name: str) -> ModelEntry:
         close = difflib.get_close_matches(arch, list(entries), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise UnknownModelError(
-            f"Unknown model {arch!r}.{hint} See list_models() for the {len(entries)} models."
+            f"Unknown model {arch!r}.{hint} Search the model list (list_models() in Python) for "
+            "the names that exist."
         )
     return entries[arch]
 
