@@ -74,7 +74,7 @@ def test_search_pick_upload_run_and_error(page):
     dropdown = page.locator("#mk-model input").first
     dropdown.click()
     dropdown.fill("efficientnet_lite1")
-    page.get_by_role("option", name="efficientnet_lite1").click()
+    page.get_by_role("option", name="efficientnet_lite1", exact=True).click()
     page.locator("h3", has_text="efficientnet_lite1").wait_for()  # its model card
 
     # upload the 13-band Sentinel-2 TIFF: in_chans follows the image
