@@ -5,7 +5,7 @@ Public API::
     search_models(query="", pretrained_only=False, on_disk=False, family="", sort="name",
                   source="")
         -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download"),
-                           # source, licence ("" or "non-commercial" / "custom licence: ...")
+                           # source, licence ("" or "non-commercial" / "custom: read its terms")
     search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
     model_card(info) -> str                            # markdown from factory.model_info
     image_summary(image) -> str                        # markdown: format, shape, dtype, notes

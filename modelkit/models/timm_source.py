@@ -62,7 +62,7 @@ def license_note(license: str | None) -> str:
     if lic in NONCOMMERCIAL or "noncommercial" in lic or "-nc-" in lic:
         return "non-commercial"
     if lic and lic not in OPEN:
-        return "custom licence: read its terms"
+        return "custom: read its terms"
     return "" if lic else "licence not stated"
 
 
