@@ -116,3 +116,24 @@ def test_search_pick_upload_run_and_error(page):
     in_chans.press("Enter")
     page.locator("#mk-run").click()
     page.wait_for_function("() => !document.querySelector('#mk-status .mk-error')")
+
+
+def test_timm_models_in_search_and_card(page):
+    # timm's zoo sits beside torchvision's: find a timm model by words, open its card
+    search = page.locator("#mk-search textarea, #mk-search input").first
+    search.fill("convnext tiny")
+    search.press("Enter")
+    page.get_by_text("4 models").wait_for()  # torchvision's and timm's ConvNeXt tinies
+    dropdown = page.locator("#mk-model input").first
+    dropdown.click()
+    dropdown.fill("timm/convnext_tiny")
+    page.get_by_role("option", name="timm/convnext_tiny", exact=True).click()
+    card = page.locator("h3", has_text="timm/convnext_tiny")
+    card.wait_for()  # its facts are computed on first look (meta device), then kept on disk
+    page.get_by_text("fb_in22k").first.wait_for()  # its pretrained tags are listed
+    # a search that leaves out the current model must not break the page (it once did:
+    # gradio refused the dropdown's value as "not in the list of choices")
+    assert page.locator(".toast-body, [data-testid='toast-body']").count() == 0
+    assert page.get_by_text("Error", exact=True).count() == 0
+    assert "Traceback" not in page.content()
+    shot(page, "06-timm-card")

@@ -53,7 +53,7 @@ def _level_setup(level, last) -> form.Setup:
 @guarded
 @on_gpu(**for_model(_run_setup, passes=2))
 def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
-           scaling, device, precision, progress=gr.Progress()):  # noqa: B008  # fmt: skip
+           scaling, device, precision, progress=gr.Progress(track_tqdm=True)):  # noqa: B008  # fmt: skip
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
     setup = runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,

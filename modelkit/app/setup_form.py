@@ -168,7 +168,10 @@ def _model_column():
         headers=form.SEARCH_HEADERS, interactive=False, max_height=240,
         column_widths=["30%", "18%", "11%", "10%", "14%", "17%"], wrap=True,
     )  # fmt: skip
-    model = gr.Dropdown([DEFAULT_MODEL], value=DEFAULT_MODEL, label="Model", elem_id="mk-model")
+    # a custom value is allowed: the search narrows the choices while the current model stays
+    # (gradio would refuse it as "not in the list"); on_model checks the name in words
+    model = gr.Dropdown([DEFAULT_MODEL], value=DEFAULT_MODEL, label="Model", elem_id="mk-model",
+                        allow_custom_value=True)  # fmt: skip
     with gr.Accordion("Model card", open=True):
         card = gr.Markdown()
     search_inputs = [query, pretrained_only, on_disk, family, sort, source, model]
