@@ -21,6 +21,7 @@ from modelkit.models.features import (
     FeaturesMixin,
     StepsMixin,
     expand_steps,
+    finish_model,
     prune_for_features,
     resolve_out_indices,
     run_step,
@@ -306,18 +307,7 @@ def create_model(
     model._mk_fixed_size = tuple(data_config.input_size[1:]) if spec.fixed_input else None
     model.feature_info = FeatureInfo(model._mk_levels)
     _swap_class(model, ClassifierMixin)
-    if global_pool is not None:
-        if global_pool == "" and target:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got {target}."
-            )
-        model._mk_global_pool = global_pool
-    model.eval()
-    if features_only:
-        to_features(model, out_indices)
-    elif out_indices is not None:
-        raise ConfigError("out_indices is only used with features_only=True.")
-    return model
+    return finish_model(model, target, global_pool, features_only, out_indices, to_features)
 
 
 def to_features(model: nn.Module, out_indices=None) -> nn.Module:

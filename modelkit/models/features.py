@@ -201,6 +201,36 @@ def resolve_out_indices(out_indices: Sequence[int] | None, n_levels: int) -> lis
     return resolved
 
 
+def check_fixed_size(x: torch.Tensor, size: tuple[int, int] | None, who: str,
+                     also: str = "") -> None:  # fmt: skip
+    """A model built for one input size says so in words, not with an assertion deep inside;
+    ``who`` is the sentence's subject and verb ("vit models take"), ``also`` another way out."""
+    if size is not None and tuple(x.shape[-2:]) != size:
+        raise ConfigError(
+            f"{who} {size[0]}x{size[1]} inputs only, got {x.shape[-2]}x{x.shape[-1]}. Resize the "
+            f"image to {size[0]}x{size[1]} (modelkit.preprocess does, with the model's data "
+            f"config){also}."
+        )
+
+
+def finish_model(model: nn.Module, num_classes: int, global_pool: str | None,
+                 features_only: bool, out_indices, to_features: Callable) -> nn.Module:  # fmt: skip
+    """The end of create_model for every source: the pooling asked for, eval mode, and
+    ``to_features`` (the source's own cut) when features_only."""
+    if global_pool is not None:
+        if global_pool == "" and num_classes:
+            raise ConfigError(
+                f"global_pool='' (no pooling) works only with num_classes=0, got {num_classes}."
+            )
+        model._mk_global_pool = global_pool
+    model.eval()
+    if features_only:
+        to_features(model, out_indices)
+    elif out_indices is not None:
+        raise ConfigError("out_indices is only used with features_only=True.")
+    return model
+
+
 class StepsMixin:
     """forward_features / forward_intermediates for a model with ``_mk_spec`` and ``_mk_levels``."""
 
@@ -212,14 +242,7 @@ class StepsMixin:
     _mk_fixed_size: tuple[int, int] | None = None
 
     def check_input_size(self, x: torch.Tensor) -> None:
-        """A model built for one input size says so in words, not with an assertion deep inside."""
-        size = self._mk_fixed_size
-        if size is not None and tuple(x.shape[-2:]) != size:
-            raise ConfigError(
-                f"{self._mk_spec.name} models take {size[0]}x{size[1]} inputs only, got "
-                f"{x.shape[-2]}x{x.shape[-1]}. Resize the image to {size[0]}x{size[1]} "
-                "(modelkit.preprocess does, with the model's data config)."
-            )
+        check_fixed_size(x, self._mk_fixed_size, f"{self._mk_spec.name} models take")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x)

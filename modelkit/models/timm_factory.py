@@ -20,7 +20,12 @@ from torch import nn
 
 from modelkit.config import PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
-from modelkit.models.features import FeatureInfo, resolve_out_indices
+from modelkit.models.features import (
+    FeatureInfo,
+    check_fixed_size,
+    finish_model,
+    resolve_out_indices,
+)
 from modelkit.models.hub import timm_weights, weight_shapes
 from modelkit.models.info import _params_on_meta
 from modelkit.models.pretrained import adapt_input_conv as adapt_filters
@@ -69,14 +74,8 @@ class TimmMixin:
     _mk_fixed_size: tuple[int, int] | None = None
 
     def check_input_size(self, x: torch.Tensor) -> None:
-        size = self._mk_fixed_size
-        if size is not None and tuple(x.shape[-2:]) != size:
-            raise ConfigError(
-                f"{self.pretrained_cfg.architecture} takes {size[0]}x{size[1]} inputs only, got "
-                f"{x.shape[-2]}x{x.shape[-1]}. Resize the image to {size[0]}x{size[1]} "
-                "(modelkit.preprocess does, with the model's data config), or create the model "
-                f"with img_size={x.shape[-1]}."
-            )
+        check_fixed_size(x, self._mk_fixed_size, f"{self.pretrained_cfg.architecture} takes",
+                         f", or create the model with img_size={x.shape[-1]}")  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x)
@@ -327,19 +326,8 @@ def create_timm_model(
     _swap_class(model, TimmMixin)
     if target != src_classes:
         model.reset_classifier(target)  # notes the new head
-    if global_pool is not None:
-        if global_pool == "" and target:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got {target}."
-            )
-        model._mk_global_pool = global_pool
-    model.eval()
     model.feature_info = TimmFeatureInfo(levels)
-    if features_only:
-        to_timm_features(model, out_indices)
-    elif out_indices is not None:
-        raise ConfigError("out_indices is only used with features_only=True.")
-    return model
+    return finish_model(model, target, global_pool, features_only, out_indices, to_timm_features)
 
 
 def to_timm_features(model: nn.Module, out_indices=None) -> nn.Module:
