@@ -21,7 +21,6 @@ from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS
 from modelkit.teach.head import TrainedHead, load_head
 from modelkit.teach.snippet import head_snippet
-from modelkit.teach.train import train_head
 
 INTRO = """Teach the model **your** classes: give a few labelled examples per class (any channel
 count). The frozen model turns each image into its pooled features, and a logistic-regression
@@ -47,6 +46,8 @@ def _file_name(head: TrainedHead) -> str:
 
 
 def _teach(examples, setup, augment: str, progress=None) -> TrainedHead:
+    from modelkit.teach.train import train_head  # scikit-learn: imported when first teaching
+
     return train_head(
         examples.images, examples.labels, setup.model, pretrained=setup.pretrained,
         tag=setup.tag or None, channels=setup.channels,

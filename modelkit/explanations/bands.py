@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from captum.attr import FeatureAblation, ShapleyValueSampling
 from torchvision.transforms.v2 import functional as TF
 
 from modelkit.errors import ConfigError
@@ -58,6 +57,9 @@ def band_mask(x: torch.Tensor) -> torch.Tensor:
 def band_importance(scorer, x, logits, target: int, baseline: torch.Tensor, chunk: int,
                     samples: int | None = None) -> tuple[torch.Tensor, int]:  # fmt: skip
     """(importance (C,), forward passes made) by ablation, or Shapley sampling with ``samples``."""
+    # captum (and matplotlib with it) is imported on first use: the app's start need not pay
+    from captum.attr import FeatureAblation, ShapleyValueSampling
+
     forward = Reuse(scorer, x, logits)
     mask = band_mask(x)
     with torch.inference_mode():
