@@ -13,10 +13,7 @@ import os
 from pathlib import Path
 
 from modelkit.errors import ConfigError
-
-# the head's setup keys that are settings of the embedding run
-_SETTING_KEYS = ("pretrained", "in_chans", "in_chans_init", "rgb_channels", "global_pool",
-                 "channels", "scaling")  # fmt: skip
+from modelkit.teach.head import ENGINE_SETTINGS
 
 
 def load(head):
@@ -60,7 +57,7 @@ def merge(head, model: str | None, settings: dict) -> tuple[str, dict]:
         raise ConfigError(f"The head was taught on '{name}', not '{model}': use --model {name} "
                           "(or leave the model to the head).")  # fmt: skip
     merged = dict(settings)
-    for key in _SETTING_KEYS:
+    for key in ENGINE_SETTINGS:  # the head's setup keys that are settings of the run
         if key not in head.setup or head.setup[key] is None:
             continue
         value = head.setup[key]
