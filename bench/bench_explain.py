@@ -10,15 +10,17 @@ Table 2: explain(method="gradcam") (forward + one backward, map placed on the im
 forward. Goal <= 3x.
 Table 3: explain(method="integrated_gradients", steps=32, chunk=32) vs 32 inputs forward and
 backward in one batch. Goal <= 1.2x.
-Table 4: peak resident memory growth of one explanation by chunk size (a fresh process each).
+Table 4: peak resident memory growth of one explanation by chunk size, and at twice the steps
+(a fresh process each; the peak is reset after the model is built, Linux VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
-import resource
+import re
 import statistics
 import subprocess
 import sys
@@ -111,41 +113,64 @@ def timing_tables(device: str, repeats: int) -> list[Table]:
     ]  # fmt: skip
 
 
-def peak_one(method: str, chunk: int, device: str) -> dict:
-    """In this (fresh) process: peak RSS growth of one explanation after a warm-up forward."""
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory since the last reset (Linux VmHWM), in MiB."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _reset_peak_rss() -> bool:
+    """Start the peak over from the current RSS (Linux: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_one(method: str, chunk: int, steps: int, device: str) -> dict:
+    """In this (fresh) process: peak RSS growth of one explanation, the peak counted from after
+    the model was built and ran once (so the model's own build peak does not mask it)."""
     dev, model, xb, x, kw = setup(device, warm=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    reset = _reset_peak_rss()
+    before = _peak_rss_mb() if reset else None
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    explain(x, NAME, method=method, chunk=chunk, steps=32, **kw)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
-    return {"rss_growth_mb": (after - before) / 1024, "gpu_peak_mb": gpu}
+        base = torch.cuda.memory_allocated()
+    explain(x, NAME, method=method, chunk=chunk, steps=steps, **kw)
+    after = _peak_rss_mb() if reset else None
+    gpu = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev.type == "cuda" else None
+    growth = after - before if before is not None and after is not None else None
+    return {"rss_growth_mb": growth, "gpu_peak_mb": gpu}
+
+
+# (method, chunk, steps): chunks grow; the last IG row doubles the steps at the same chunk
+MEMORY_RUNS = [("bands", 1, 32), ("bands", 4, 32), ("bands", 16, 32),
+               ("integrated_gradients", 1, 32), ("integrated_gradients", 8, 32),
+               ("integrated_gradients", 32, 32), ("integrated_gradients", 8, 64)]  # fmt: skip
 
 
 def memory_table(device: str) -> Table:
     table = Table("Peak memory growth of one explanation by chunk size (fresh process each)",
-                  ["method", "chunk", "peak RSS growth MB", "GPU peak MB"],
+                  ["method", "chunk", "steps", "peak RSS growth MB", "GPU peak MB"],
                   formats={"peak RSS growth MB": ".0f", "GPU peak MB": ".0f"},
-                  meaning="memory grows with the chunk, not the band/step count")  # fmt: skip
+                  meaning="memory grows with the chunk, not with the steps")  # fmt: skip
     table.notes.append(
-        "On the CPU the process's peak RSS is set by building the model, so its growth reads 0 "
-        "at these sizes; the GPU column (torch.cuda.max_memory_allocated) is the measure."
+        "Peak RSS (VmHWM) is reset after the model is built and has run once, then read after the "
+        "explanation; GPU: torch.cuda.max_memory_allocated above what was allocated before. "
+        "Empty where the OS does not allow the reset (not Linux)."
     )
-    for method, chunks in (("bands", (1, 4, 16)), ("integrated_gradients", (1, 8, 32))):
-        for chunk in chunks:
-            out = (
-                subprocess.run(
-                    [sys.executable, __file__, "--peak", method, str(chunk), "--device", device],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            data = json.loads(out)
-            table.add(method, chunk, data["rss_growth_mb"], data["gpu_peak_mb"])
+    for method, chunk, steps in MEMORY_RUNS:
+        command = [sys.executable, __file__, "--peak", method, str(chunk), "--steps", str(steps),
+                   "--device", device]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        data = json.loads(out.strip().splitlines()[-1])
+        table.add(method, chunk, steps, data["rss_growth_mb"], data["gpu_peak_mb"])
     return table
 
 
@@ -154,9 +179,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--peak", nargs=2, metavar=("METHOD", "CHUNK"))
+    parser.add_argument("--steps", type=int, default=32, help="integrated gradients' steps")
     args = parser.parse_args()
     if args.peak:
-        print(json.dumps(peak_one(args.peak[0], int(args.peak[1]), args.device)))
+        print(json.dumps(peak_one(args.peak[0], int(args.peak[1]), args.steps, args.device)))
         return
     print_tables([*timing_tables(args.device, args.repeats), memory_table(args.device)])
 
