@@ -96,7 +96,7 @@ class Extractor:
         self.views = str(getattr(self.head, "setup", {}).get("views") or "none")
         self.kw = common(**settings)
         self.key = model_key_for(model, self.kw)
-        self.cache = model_cache if model_cache is not None else default_model_cache()
+        self.cache = default_model_cache(model_cache)
         self.cache_options = dict(use_result_cache=use_result_cache, result_cache=result_cache)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None

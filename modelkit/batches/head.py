@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from modelkit.errors import ConfigError
-from modelkit.teach.head import ENGINE_SETTINGS
+from modelkit.teach.head import ENGINE_SETTINGS, load_head
 
 
 def load(head):
@@ -23,13 +23,6 @@ def load(head):
         if not path.is_file():
             raise ConfigError(f"The head file '{path}' does not exist; give the .safetensors "
                               "file that Teach saved.")  # fmt: skip
-        try:
-            from modelkit import load_head  # Teach's loader, looked up only when a path is given
-        except (ImportError, AttributeError):
-            raise ConfigError(
-                "This modelkit cannot read head files yet (Teach is not installed); pass the "
-                "TrainedHead object instead."
-            ) from None
         return load_head(path)
     for needed in ("classes", "linear", "setup"):
         if not hasattr(head, needed):
@@ -39,14 +32,10 @@ def load(head):
 
 
 def base_model(head) -> str:
-    """The model name (with its tag) that the head was taught on."""
-    setup = dict(head.setup)
-    name = str(setup.get("model") or setup.get("base_model") or setup.get("name") or "")
-    tag = str(setup.get("tag") or "")
+    """The model name (with its tag) that the head was taught on: Teach's ``setup["model"]``."""
+    name = str(dict(head.setup).get("model") or "")
     if not name:
         raise ConfigError("The head does not say which model it was taught on (setup['model']).")
-    if tag and setup.get("pretrained", True) and "." not in name:
-        name = f"{name}.{tag}"
     return name
 
 

@@ -139,9 +139,7 @@ def explain(
     if image_hw is not None and method != "bands":
         check_size(*image_hw)  # refuse absurd map sizes before any work
 
-    results = result_cache
-    if results is None and use_result_cache:
-        results = default_result_cache()
+    results = default_result_cache(result_cache, use_result_cache)
     cache_key = None
     random = random_parts(model, key.pretrained, key.num_classes, key.in_chans, key.in_chans_init,
                           with_head=head is None)  # fmt: skip
@@ -155,7 +153,7 @@ def explain(
             return _from_store(stored, started)
 
     timings = Timings()
-    cache = model_cache if model_cache is not None else default_model_cache()
+    cache = default_model_cache(model_cache)
     t0 = time.perf_counter()
     try:
         net, _ = cache.get(key)

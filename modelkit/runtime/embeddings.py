@@ -117,12 +117,10 @@ def embeddings(
         raise ConfigError(f"{len(image_bytes)} byte strings were given for {len(items)} images.")
     kw = common(**settings)
     key = model_key_for(model, kw)
-    cache = model_cache if model_cache is not None else default_model_cache()
+    cache = default_model_cache(model_cache)
     random = random_parts(model, key.pretrained, key.num_classes, key.in_chans,
                           key.in_chans_init, with_head=False)  # fmt: skip
-    results = None
-    if use_result_cache and not random:
-        results = result_cache if result_cache is not None else default_result_cache()
+    results = default_result_cache(result_cache) if use_result_cache and not random else None
     setting = key.to_dict() | {"channels": kw["channels"], "scaling": kw["scaling"],
                                "views": list(names), "num_classes": None}  # fmt: skip
     keys = []  # hashing every image costs time: only when there is a cache to ask

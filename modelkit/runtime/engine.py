@@ -113,10 +113,8 @@ def predict(
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r} must be a whole number of at least 1, e.g. 5.")
     kw = common(**settings)
-    cache = model_cache if model_cache is not None else default_model_cache()
-    results = result_cache if result_cache is not None else None
-    if results is None and use_result_cache:
-        results = default_result_cache()
+    cache = default_model_cache(model_cache)
+    results = default_result_cache(result_cache, use_result_cache)
     run = start("predict", image, model, kw, {"top_k": top_k}, image_bytes,
                  use_result_cache, results)  # fmt: skip
     stored = results.get(run.cache_key) if run.cache_key else None
@@ -186,10 +184,8 @@ def features(
         out_indices = [out_indices]
     wanted = list(out_indices) if isinstance(out_indices, list | tuple) else out_indices
     kw = common(**settings)
-    cache = model_cache if model_cache is not None else default_model_cache()
-    results = result_cache if result_cache is not None else None
-    if results is None and use_result_cache:
-        results = default_result_cache()
+    cache = default_model_cache(model_cache)
+    results = default_result_cache(result_cache, use_result_cache)
     run = start("features", image, model, kw, {"out_indices": wanted}, image_bytes,
                  use_result_cache, results)  # fmt: skip
     stored = results.get(run.cache_key) if run.cache_key else None

@@ -43,14 +43,20 @@ _defaults_lock = threading.Lock()
 _defaults: dict[str, object] = {}
 
 
-def default_model_cache() -> ModelCache:
+def default_model_cache(given: ModelCache | None = None) -> ModelCache:
+    """``given`` when the caller passed one, else the process's model cache."""
+    if given is not None:
+        return given
     with _defaults_lock:
         if "models" not in _defaults:
             _defaults["models"] = ModelCache()
         return _defaults["models"]
 
 
-def default_result_cache() -> ResultCache:
+def default_result_cache(given: ResultCache | None = None, use: bool = True) -> ResultCache | None:
+    """``given`` when the caller passed one, else the process's result cache (None if not used)."""
+    if given is not None or not use:
+        return given
     with _defaults_lock:
         if "results" not in _defaults:
             _defaults["results"] = ResultCache()

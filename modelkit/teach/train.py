@@ -95,7 +95,7 @@ def train_head(
     if emb.random_weights:
         numbers["warnings"].insert(0, _random_note(emb.random_weights))
     numbers["warnings"] = warnings + numbers["warnings"]
-    cache = model_cache if model_cache is not None else default_model_cache()
+    cache = default_model_cache(model_cache)
     net, _ = cache.get(model_key(name, **settings))
     setup = {
         "model": name, "arch": model, "tag": tag, "pretrained": bool(pretrained),
