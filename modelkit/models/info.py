@@ -7,6 +7,7 @@ import threading
 from contextlib import contextmanager
 from functools import lru_cache
 
+import torch
 from torch import nn
 
 from modelkit.errors import ModelkitError
@@ -84,24 +85,35 @@ def model_levels(entry: ModelEntry, kwargs: dict) -> list[dict]:
     return [dict(level) for level in _meta_facts(entry.name, _freeze(build))[1]]
 
 
+def build_timm_facts(entry: ModelEntry) -> dict:
+    """{"params", "levels"} of a timm architecture built on the meta device (a real build for
+    the few that read weights while building), or {"error"} when it cannot be built here."""
+    from modelkit.models.timm_source import levels_of
+
+    try:
+        try:
+            with _params_on_meta():
+                model = entry.builder()
+        except NotImplementedError:  # a few read weights while building: a real build
+            model = entry.builder()
+        except RuntimeError:  # hybrids run a probe forward while building: all on the meta device
+            with torch.device("meta"):
+                model = entry.builder()
+        levels = [{k: v for k, v in lvl.items() if k != "num_chs"} for lvl in levels_of(model)]
+        return {"params": sum(p.numel() for p in model.parameters()), "levels": levels}
+    except Exception as exc:  # noqa: BLE001 - a timm model that cannot be built here
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
 def timm_facts(entry: ModelEntry) -> dict:
-    """Parameters and feature levels of a timm architecture: built on the meta device once,
-    then read from the facts file on disk (a failure is kept too, and raised as ModelkitError)."""
-    from modelkit.models.timm_source import levels_of, store_facts, stored_facts, timm_name
+    """Parameters and feature levels of a timm architecture: shipped for the pinned timm, else
+    built on the meta device once and kept on disk (a failure too, raised as ModelkitError)."""
+    from modelkit.models.timm_source import store_facts, stored_facts, timm_name
 
     arch = timm_name(entry.name)
     facts = stored_facts().get(arch)
     if facts is None:
-        try:
-            try:
-                with _params_on_meta():
-                    model = entry.builder()
-            except NotImplementedError:  # a few read weights while building: a real build
-                model = entry.builder()
-            levels = [{k: v for k, v in lvl.items() if k != "num_chs"} for lvl in levels_of(model)]
-            facts = {"params": sum(p.numel() for p in model.parameters()), "levels": levels}
-        except Exception as exc:  # noqa: BLE001 - a timm model that cannot be built here
-            facts = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        facts = build_timm_facts(entry)
         store_facts(arch, facts)
     if "error" in facts:
         raise ModelkitError(

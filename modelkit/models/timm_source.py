@@ -5,8 +5,9 @@ Start-up does not pay for 1,371 more models. timm is imported only to build an i
 tags and each tag's preprocessing and licence, once per timm version, kept on disk as JSON: the
 index for the pinned timm ships with modelkit (``timm_index.json.gz``, ~36 kB, made by
 ``scripts/timm_index.py``); another timm version gets its own in ``<cache>/timm/``. Facts that
-need a build (parameter count, feature levels) are computed on the meta device when first asked
-for and kept in ``<cache>/timm/facts-<version>.json``. ``<cache>`` is ``MODELKIT_CACHE_DIR``
+need a build (parameter count, feature levels) ship too (``timm_facts.json.gz``); for another
+timm version they are computed on the meta device when first asked for and kept in
+``<cache>/timm/facts-<version>.json``. ``<cache>`` is ``MODELKIT_CACHE_DIR``
 when set, else ``~/.cache/modelkit`` (under ``XDG_CACHE_HOME`` when set).
 """
 
@@ -228,19 +229,32 @@ def _facts_path() -> Path:
     return cache_dir() / f"facts-{timm_version()}.json"
 
 
-_FACTS: dict | None = None
+SHIPPED_FACTS = Path(__file__).with_name("timm_facts.json.gz")  # scripts/timm_index.py
+_FACTS: dict | None = None  # computed on this machine (the facts file)
+_SHIPPED: dict | None = None  # shipped for the pinned timm
+
+
+def _shipped_facts() -> dict:
+    try:
+        data = json.loads(gzip.decompress(SHIPPED_FACTS.read_bytes()))
+    except (OSError, ValueError):
+        return {}
+    return data.get("facts", {}) if data.get("timm") == timm_version() else {}
 
 
 def stored_facts() -> dict:
-    """arch -> {"params": int, "levels": [...]} (or {"error": str}) computed so far."""
-    global _FACTS
+    """arch -> {"params": int, "levels": [...]} (or {"error": str}): shipped for the pinned timm
+    (so search shows every timm model's size), and those computed on this machine."""
+    global _FACTS, _SHIPPED
     with _LOCK:
+        if _SHIPPED is None:
+            _SHIPPED = _shipped_facts()
         if _FACTS is None:
             try:
                 _FACTS = json.loads(_facts_path().read_text())
             except (OSError, ValueError):
                 _FACTS = {}
-        return _FACTS
+        return _SHIPPED | _FACTS if _FACTS else _SHIPPED
 
 
 def store_facts(arch: str, facts: dict) -> None:
