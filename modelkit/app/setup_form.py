@@ -109,7 +109,7 @@ def _sensor(model, pretrained, tag) -> sensors.SensorWeights | None:
 
 
 def _fit_note(fit: sensors.BandFit) -> str:
-    return ("✅ " if fit.native else "⚠️ ") + fit.message
+    return ("✓ " if fit.native else "⚠ ") + fit.message  # text symbols: no emoji font needed
 
 
 @guarded
@@ -271,11 +271,12 @@ def build(demo: gr.Blocks) -> SetupForm:
     gr.Markdown("## 3 · Set up")
     with gr.Row():
         pretrained = gr.Checkbox(value=True, label="Pretrained weights")
-        tag = gr.Dropdown(label="Weights tag", choices=[])
+        tag = gr.Dropdown(label="Weights tag", choices=[], elem_id="mk-tag", scale=2)
         in_chans = gr.Number(label="in_chans", precision=0, minimum=1, elem_id="mk-in-chans")
         channels = gr.Dropdown(
-            label="Image channels fed to the model (empty: all, in order)", multiselect=True
-        )
+            label="Image channels fed to the model (empty: all, in order)", multiselect=True,
+            elem_id="mk-channels", scale=3,  # room for 13 bands on two or three lines
+        )  # fmt: skip
         num_classes = gr.Textbox(
             label="num_classes", placeholder="empty: the pretrained head", elem_id="mk-classes"
         )
