@@ -5,50 +5,17 @@ Screenshots go to artifacts/ (gitignored).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        "Debian chromium is not installed (/usr/bin/chromium); ./run.sh test installs it",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
-
-from app_server import ASSETS, ROOT, start_app  # noqa: E402
-
-ARTIFACTS = ROOT / "artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from browser_kit import ASSETS, app_page, shot, upload  # noqa: E402 (no chromium: skipped)
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
-    server = start_app(tmp)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        page.goto(server.url)
+    with app_page(tmp_path_factory.mktemp("browser")) as (_, page):
         yield page
-        browser.close()
-    server.stop()
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_start_page_is_ready(page):
@@ -78,11 +45,7 @@ def test_search_pick_upload_run_and_error(page):
     page.locator("h3", has_text="efficientnet_lite1").wait_for()  # its model card
 
     # upload the 13-band Sentinel-2 TIFF: in_chans follows the image
-    page.locator("#mk-upload button[aria-label='Clear']").click()  # the example photo goes
-    page.locator("#mk-upload input[type=file]").set_input_files(
-        str(ASSETS / "sentinel2_13band.tif")
-    )
-    page.get_by_text("13 channels × 256 × 256").wait_for()
+    upload(page, ASSETS / "sentinel2_13band.tif", "13 channels × 256 × 256")
     in_chans = page.locator("#mk-in-chans input")
     page.wait_for_function("() => document.querySelector('#mk-in-chans input').value === '13'")
     in_chans.fill("13")

@@ -11,15 +11,8 @@ from teach_data import png, texture_tiles, texture_zip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("Debian chromium is not installed (/usr/bin/chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-from app_server import ROOT, start_app  # noqa: E402
-from test_browser import ARGS  # noqa: E402
-
-ARTIFACTS = ROOT / "artifacts"
+from app_server import start_app  # noqa: E402
+from browser_kit import browser_page, shot  # noqa: E402 (no chromium: skipped)
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +27,7 @@ def server(tmp_path_factory):
 
 
 def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(240_000)
-        page.goto(server.url)
+    with browser_page(server.url, timeout_ms=240_000) as page:
         page.locator("h3", has_text="efficientnet_lite0").wait_for()
         page.get_by_role("tab", name="Teach").click()
         page.locator("#mk-teach-zip input[type=file]").set_input_files(
@@ -56,7 +44,7 @@ def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
         assert "Out-of-fold accuracy" in summary and "chance 33.3%" in summary
         ticks = page.locator("#mk-teach-confusion .xtick text").all_text_contents()
         assert {"brick", "grass", "gravel"} <= set(ticks)
-        page.screenshot(path=str(ARTIFACTS / "teach-01-trained.png"), full_page=True)
+        shot(page, "teach-01-trained")
 
         page.locator("#mk-teach-image input[type=file]").set_input_files(
             str(server.tmp / "unseen_gravel.png")
@@ -68,8 +56,7 @@ def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
         assert set(labels) <= {"brick", "grass", "gravel"}
         page.get_by_text("Answered by the taught head").wait_for()
         assert "Traceback" not in page.content()
-        page.screenshot(path=str(ARTIFACTS / "teach-02-predicted.png"), full_page=True)
-        browser.close()
+        shot(page, "teach-02-predicted")
 
 
 def test_teach_and_predict_with_head_endpoints(server):

@@ -7,7 +7,7 @@ import gradio as gr
 import numpy as np
 
 from modelkit.app import runs
-from modelkit.app.explain_figures import band_figure, map_figure
+from modelkit.app.explain_figures import band_figure, map_figure, shrink
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
 from modelkit.app.setup_form import SetupForm
@@ -23,6 +23,14 @@ METHODS = [
     ("Integrated gradients (pixels and bands)", "integrated_gradients"),
 ]
 FROM_FILE = "names from the file"
+# what a band's bar measures, per method; and the method's name over the map
+AXES = {
+    "bands": "score drop without the band",
+    "shapley": "score drop (Shapley average)",
+    "gradcam": "estimated score drop",
+    "integrated_gradients": "share of the score change",
+}
+TITLES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated gradients"}
 SHAPLEY_SAMPLES = 8
 
 
@@ -99,15 +107,40 @@ def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
     out = run_explain(setup, image, method, target, baseline, head)
     progress(0.9, desc="Drawing the charts")
     title = f"Band importance for '{out.target_label}'"
-    composite = display.composite(image)
+    shown = None
+    if out.heatmap is not None:  # kept small, so the opacity redraws without explaining again
+        back, heat, step = shrink(display.composite(image), out.heatmap)
+        name = TITLES.get(method, method)
+        shown = {"rgb": back, "heat": heat, "step": step, "title": f"{name}: {out.target_label}"}
     notes = "\n".join(f"- {n}" for n in out.notes)
     return (
         "",
         gr.update(choices=choices, value=target),
-        band_figure(out.band_importance, _labels(out, preset), title=title),
-        map_figure(composite, out.heatmap, opacity=opacity, title=f"{method}: {out.target_label}"),
+        band_figure(
+            out.band_importance,
+            _labels(out, preset),
+            title=title,
+            axis=AXES.get(method, AXES["bands"]),
+        ),
+        _map(shown, opacity),
         notes + ("\n- (from the result cache)" if out.result_cache_hit else ""),
+        shown,
     )
+
+
+def _map(shown: dict | None, opacity):
+    if shown is None:
+        return map_figure(None, None)
+    return map_figure(shown["rgb"], shown["heat"], opacity=float(opacity), title=shown["title"],
+                      step=shown["step"])  # fmt: skip
+
+
+@guarded
+def on_opacity(opacity, shown):
+    """The last map again with another opacity (no model work)."""
+    if shown is None:  # nothing explained yet
+        return gr.update(), gr.update()
+    return "", _map(shown, opacity)
 
 
 def build(form: SetupForm, head_path: gr.State) -> None:
@@ -118,21 +151,28 @@ def build(form: SetupForm, head_path: gr.State) -> None:
                            elem_id="mk-explain-use-head")  # fmt: skip
     with gr.Row():
         method = gr.Dropdown(METHODS, value="bands", label="Method", elem_id="mk-explain-method")
-        target = gr.Dropdown([], label="Target class (empty: the top class)")
+        target = gr.Dropdown([], label="Target class (empty: the top class)",
+                             elem_id="mk-explain-target")  # fmt: skip
         baseline = gr.Dropdown([(f"{k}: {v}", k) for k, v in BASELINES.items()], value="mean",
-                               label="Baseline (what replaces a band)")  # fmt: skip
+                               label="Baseline (what replaces a band)",
+                               elem_id="mk-explain-baseline")  # fmt: skip
     with gr.Row():
-        preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names")
-        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity")
+        preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names",
+                             elem_id="mk-explain-preset")  # fmt: skip
+        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity",
+                            elem_id="mk-explain-opacity")  # fmt: skip
     button = gr.Button("Explain", variant="primary", elem_id="mk-explain")
     with gr.Row():
         bands = gr.Plot(show_label=False, elem_id="mk-explain-bands")
         heat = gr.Plot(show_label=False, elem_id="mk-explain-map")
     notes = gr.Markdown(elem_id="mk-explain-notes")
+    shown = gr.State(None)  # the last map, shrunk (a few hundred pixels a side)
     inputs = [form.upload, *form.inputs, method, target, baseline, preset, opacity, use_head,
               head_path]  # fmt: skip
-    outputs = [status(), target, bands, heat, notes]
+    outputs = [status(), target, bands, heat, notes, shown]
     button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK, api_visibility="private")
+    opacity.input(on_opacity, [opacity, shown], [status(), heat], api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")  # fmt: skip
 
 
 @api_guarded

@@ -202,7 +202,8 @@ def image_summary(image: ImageArray) -> str:
         lines.append(
             "- Weights pretrained on these bands exist: "
             + ", ".join(f"`{n}`" for n in fits)
-            + " (feature extractors; their card says which bands, in which order)."
+            + ' (feature extractors; pick one under "Use weights" below to set the model, '
+            "its tag and the channels in its band order)."
         )
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
 

@@ -15,6 +15,7 @@ from modelkit.app.runs import load_image
 from modelkit.images import display
 from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import SCALINGS
+from modelkit.models import sensors
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_families, list_sources
 
@@ -67,15 +68,63 @@ def on_search(query, pretrained_only, on_disk, family, sort, source, current):
 
 
 @guarded
-def on_model(name):
+def on_model(name, wanted_tag=""):
+    """A new model: its card, tags and levels. ``wanted_tag``: the tag "Use weights" chose (kept
+    in a State while the model changes), else the model's default tag."""
     info = model_info(name)
     levels = [form.level_choice(lv) for lv in info["feature_levels"]]
+    tag = wanted_tag if wanted_tag in info["tags"] else info["default_tag"] or None
+    card = form.model_card(model_info(f"{name}.{tag}") if tag and tag != info["default_tag"]
+                           else info)  # fmt: skip
     return (
         "",
-        form.model_card(info),
-        gr.update(choices=info["tags"], value=info["default_tag"] or None),
+        card,
+        gr.update(choices=info["tags"], value=tag),
         gr.update(choices=levels, value=[v for _, v in levels]),
+        "",
     )
+
+
+@guarded
+def on_tag(name, tag):
+    """Another tag: the card of those weights (sensor weights name their bands there)."""
+    return "", form.model_card(model_info(f"{name}.{tag}" if tag else name))
+
+
+@guarded
+def on_use(name, current):
+    """A suggested sensor checkpoint: set the model, pretrained and the tag to it."""
+    weights = sensors.sensor_weights(name or "")
+    if weights is None:
+        return {status(): ""}
+    model = f"timm/{weights.arch}"
+    tags = model_info(model)["tags"]
+    wanted = weights.tag if model != current else ""  # on_model picks it up when the model changes
+    return "", model, True, gr.update(choices=tags, value=weights.tag), wanted
+
+
+def _sensor(model, pretrained, tag) -> sensors.SensorWeights | None:
+    """The sensor checkpoint the form asks for, if it does (the name Setup.name gives)."""
+    return sensors.sensor_weights(f"{model}.{tag}") if pretrained and model and tag else None
+
+
+def _fit_note(fit: sensors.BandFit) -> str:
+    return ("✓ " if fit.native else "⚠ ") + fit.message  # text symbols: no emoji font needed
+
+
+@guarded
+def on_fit(file, model, pretrained, tag):
+    """Sensor weights and a file: fill the channel picker and in_chans with the file's channels
+    in the weights' band order (matched by name), and say so; otherwise only say why not."""
+    keep = gr.update()  # the status line, the picker and in_chans stay as they are
+    weights = _sensor(model, pretrained, tag)
+    if weights is None or not file:
+        return keep, "", keep, keep
+    image = load_image(file)
+    fit = sensors.fit_bands(weights, image.band_names, image.num_channels)
+    if fit.channels is None:
+        return keep, _fit_note(fit), keep, keep
+    return keep, _fit_note(fit), [str(i) for i in fit.channels], len(fit.channels)
 
 
 def _families(source: str | None) -> list:
@@ -95,6 +144,12 @@ def on_source(source):
 def _band_choices(image: ImageArray) -> list[tuple[str, str]]:
     names = image.band_names or [f"band {i}" for i in range(image.num_channels)]
     return [(f"{i}: {n}", str(i)) for i, n in enumerate(names)]
+
+
+def _use_choices(image: ImageArray):
+    """The "Use weights" picker: the sensor checkpoints that fit the file (hidden when none)."""
+    fits = sensors.suggestions(image.num_channels, image.band_names)
+    return gr.update(choices=fits, value=None, visible=bool(fits))
 
 
 @guarded
@@ -118,6 +173,7 @@ def on_upload(file, progress=gr.Progress()):  # noqa: B008 (gradio fills a Progr
         gr.update(choices=_band_choices(image), value=[]),
         image.num_channels,
         thumbs,
+        _use_choices(image),
     )
 
 
@@ -138,10 +194,16 @@ def on_bands(file, bands):
 
 
 @guarded
-def on_channels(file, channels):
+def on_channels(file, channels, model, pretrained, tag):
+    """The user's own pick: in_chans follows it; with sensor weights, say what it feeds."""
     image = load_image(file)
     picked = form.parse_indices(channels, "Image channels", image.num_channels)
-    return "", len(picked) if picked else image.num_channels
+    picked = picked or tuple(range(image.num_channels))
+    weights = _sensor(model, pretrained, tag)
+    note = ""
+    if weights is not None:
+        note = _fit_note(sensors.fit_bands(weights, image.band_names, image.num_channels, picked))
+    return "", len(picked), note
 
 
 # --- layout and wiring --------------------------------------------------------------------------
@@ -189,10 +251,14 @@ def _image_column():
     with gr.Row():
         preset = gr.Dropdown(label="Band preset", choices=[])
         bands = gr.Dropdown(label="Preview bands (R, G, B)", multiselect=True, max_choices=3)
-    image_info = gr.Markdown()
+    image_info = gr.Markdown(elem_id="mk-image-info")
+    use = gr.Dropdown(
+        label="Use weights pretrained on these bands (sets model, tag and channels)",
+        choices=[], visible=False, elem_id="mk-use-weights",
+    )  # fmt: skip
     with gr.Accordion("Bands", open=False):
         gallery = gr.Gallery(columns=6, height=220, show_label=False)
-    return upload, preview, preset, bands, image_info, gallery
+    return upload, preview, preset, bands, image_info, use, gallery
 
 
 def build(demo: gr.Blocks) -> SetupForm:
@@ -201,18 +267,21 @@ def build(demo: gr.Blocks) -> SetupForm:
         with gr.Column(scale=1):
             model, card, search_inputs, search_outputs = _model_column()
         with gr.Column(scale=1):
-            upload, preview, preset, bands, image_info, gallery = _image_column()
+            upload, preview, preset, bands, image_info, use, gallery = _image_column()
     gr.Markdown("## 3 · Set up")
     with gr.Row():
         pretrained = gr.Checkbox(value=True, label="Pretrained weights")
-        tag = gr.Dropdown(label="Weights tag", choices=[])
+        tag = gr.Dropdown(label="Weights tag", choices=[], elem_id="mk-tag", scale=2)
         in_chans = gr.Number(label="in_chans", precision=0, minimum=1, elem_id="mk-in-chans")
         channels = gr.Dropdown(
-            label="Image channels fed to the model (empty: all, in order)", multiselect=True
-        )
+            label="Image channels fed to the model (empty: all, in order)", multiselect=True,
+            elem_id="mk-channels", scale=3,  # room for 13 bands on two or three lines
+        )  # fmt: skip
         num_classes = gr.Textbox(
             label="num_classes", placeholder="empty: the pretrained head", elem_id="mk-classes"
         )
+    # what the sensor weights make of the file's bands (empty unless such weights are chosen)
+    fit_note = gr.Markdown(elem_id="mk-band-note")
     # a row of its own: a ViT has 24 levels, which then take a few lines, not 24
     levels = gr.CheckboxGroup(label="Feature levels (out_indices)", elem_id="mk-levels")
     with gr.Row():
@@ -227,15 +296,25 @@ def build(demo: gr.Blocks) -> SetupForm:
                     sort.change, source.change):  # fmt: skip
         trigger(on_search, search_inputs, search_outputs, **private)
     source.input(on_source, source, [status(), family], **private)
-    model_outputs = [status(), card, tag, levels]
-    model.change(on_model, model, model_outputs, **private)
-    image_outputs = [status(), preview, image_info, preset, bands, channels, in_chans, gallery]
-    upload.change(on_upload, upload, image_outputs, **private)
+    wanted_tag = gr.State("")  # the tag "Use weights" chose, for on_model when the model changes
+    weights = [model, pretrained, tag]
+    fit = dict(fn=on_fit, inputs=[upload, *weights],
+               outputs=[status(), fit_note, channels, in_chans], **private)  # fmt: skip
+    model_outputs = [status(), card, tag, levels, wanted_tag]
+    model.change(on_model, [model, wanted_tag], model_outputs, **private).then(**fit)
+    tag.input(on_tag, [model, tag], [status(), card], **private).then(**fit)
+    pretrained.input(**fit)
+    use.input(on_use, [use, model], [status(), model, pretrained, tag, wanted_tag],
+              **private).then(**fit)  # fmt: skip
+    image_outputs = [status(), preview, image_info, preset, bands, channels, in_chans, gallery,
+                     use]  # fmt: skip
+    upload.change(on_upload, upload, image_outputs, **private).then(**fit)
     preset.input(on_preset, [upload, preset], [status(), preview, bands], **private)
     bands.input(on_bands, [upload, bands], [status(), preview], **private)
-    channels.input(on_channels, [upload, channels], [status(), in_chans], **private)
+    channels.input(on_channels, [upload, channels, *weights], [status(), in_chans, fit_note],
+                   **private)  # fmt: skip
     demo.load(on_search, search_inputs, search_outputs, **private)
-    demo.load(on_model, model, model_outputs, **private)
+    demo.load(on_model, [model, wanted_tag], model_outputs, **private)
     demo.load(on_upload, upload, image_outputs, **private)
     return SetupForm(upload, model, pretrained, tag, in_chans, channels, num_classes, levels,
                      top_k, scaling, device, precision)  # fmt: skip

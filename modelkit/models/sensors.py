@@ -172,3 +172,78 @@ def suggestions(num_channels: int, band_names: Sequence[str] | None) -> list[str
             if name not in out:
                 out.append(name)
     return out
+
+
+# --- fitting an image's bands to sensor weights (what the app fills into its form) ------------
+
+
+@dataclass(frozen=True)
+class BandFit:
+    """How an image's channels meet a sensor checkpoint's bands: the channels to feed, in the
+    weights' band order (None: leave the user's pick alone), and what happened, in words."""
+
+    channels: tuple[int, ...] | None
+    native: bool  # the run will use the weights as published, without adapting the first layer
+    message: str
+
+
+def _list(items: Sequence) -> str:
+    return ", ".join(str(i) for i in items)
+
+
+def fit_bands(
+    weights: SensorWeights,
+    band_names: Sequence[str] | None,
+    num_channels: int,
+    picked: Sequence[int] | None = None,
+) -> BandFit:
+    """Match an image's bands to ``weights`` by name (else by count). ``picked``: the channels the
+    user chose by hand, which are described but never replaced."""
+    n = len(weights.bands)
+    bands = _list(weights.bands)
+    what = f"{weights.dataset} weights ({weights.sensor}, {n} bands: {bands})"
+    native = f"native {n}-band weights, no adaptation"
+    order = match_bands(band_names, weights.bands)
+    if picked:
+        picked = tuple(int(i) for i in picked)
+        if order is not None and picked == tuple(order):
+            return BandFit(None, True, f"Your channel pick {_list(picked)} matches the bands by "
+                                       f"name; {native}.")  # fmt: skip
+        fed = [band_names[i] if band_names and i < len(band_names) else str(i) for i in picked]
+        if len(picked) == n:
+            return BandFit(None, True, (
+                f"Your channel pick feeds {_list(fed)} as {bands}: the {what} take them in this "
+                "order, unadapted; check that the bands are the right ones."
+            ))  # fmt: skip
+        return BandFit(None, False, (
+            f"Your channel pick has {len(picked)} channels; the {what} take {n}: their first "
+            "layer will be adapted (no longer native)."
+        ))  # fmt: skip
+    if order is not None:
+        left = [i for i in range(num_channels) if i not in order]
+        extra = ""
+        if left:
+            names = [f"{i} {band_names[i]}" for i in left]
+            extra = f" Left out: channel{'s' * (len(left) > 1)} {_list(names)}."
+        return BandFit(tuple(order), True, (
+            f"Bands matched by name: {bands} → channels {_list(order)}; {native}.{extra}"
+        ))  # fmt: skip
+    if band_names:
+        have = {_norm(b) for b in band_names}
+        missing = [b for b in weights.bands if _norm(b) not in have]
+        return BandFit(None, False, (
+            f"The file's bands do not match the {what}: missing {_list(missing)}. The channel "
+            "picker is left as it is; the weights' first layer will be adapted to the channels "
+            "fed (no longer native)."
+        ))  # fmt: skip
+    if num_channels == n:
+        return BandFit(None, True, (
+            f"The file does not name its bands: its {n} channels are assumed to be {bands}, in "
+            f"this order ({native}). If they are in another order, pick them in this order under "
+            "Image channels."
+        ))  # fmt: skip
+    return BandFit(None, False, (
+        f"The file does not name its bands and has {num_channels} channel"
+        f"{'s' * (num_channels != 1)}; the {what} take {n}: their first layer will be adapted "
+        "(no longer native)."
+    ))  # fmt: skip

@@ -1,0 +1,153 @@
+"""Sensor weights meet a file's bands: fit_bands (matched by name, by count, or not at all), and the
+setup form's handlers that fill the channel picker and in_chans with it, in either order, without
+overriding the user's own pick; and a real run with the filled form: native weights, no adaptation.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sensor_files import ASSETS, SHUFFLED, fake_sensor_hub, write_stack
+
+from modelkit.models.sensors import (
+    LANDSAT_OLI_SR,
+    SENTINEL2_L1C,
+    fit_bands,
+    sensor_weights,
+    suggestions,
+)
+
+S12 = "timm/resnet18.ssl4eo_s12_all_moco"
+TIF = str(ASSETS / "sentinel2_13band.tif")
+
+
+@pytest.fixture(autouse=True)
+def _temp(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setenv("MODELKIT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_bands_named_in_the_weights_order_are_native():
+    fit = fit_bands(sensor_weights(S12), list(SENTINEL2_L1C), 13)
+    assert fit.channels == tuple(range(13)) and fit.native
+    assert fit.message.startswith("Bands matched by name: B1, B2, B3")
+    assert "→ channels 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12" in fit.message
+    assert "native 13-band weights, no adaptation" in fit.message
+
+
+def test_bands_in_another_order_and_a_superset_are_picked_in_the_weights_order():
+    fit = fit_bands(sensor_weights(S12), SHUFFLED, len(SHUFFLED))
+    # B1 is channel 4, B2..B4 are 0..2, B8 is 3, the rest in place; SCL (13) is left out
+    assert fit.channels == (4, 0, 1, 2, 5, 6, 7, 3, 8, 9, 10, 11, 12)
+    assert [SHUFFLED[i] for i in fit.channels][:4] == ["B01", "B02", "B03", "B04"]
+    assert fit.native and "Left out: channel 13 SCL" in fit.message
+
+
+def test_missing_bands_are_named_and_the_picker_is_left_alone():
+    names = [b for b in SENTINEL2_L1C if b not in ("B1", "B9", "B10")]
+    fit = fit_bands(sensor_weights(S12), names, len(names))
+    assert fit.channels is None and not fit.native
+    assert "missing B1, B9, B10" in fit.message and "left as it is" in fit.message
+
+
+def test_unnamed_bands_by_count_the_order_is_assumed():
+    landsat = sensor_weights("timm/resnet18.ssl4eo_l_oli_sr_moco")
+    fit = fit_bands(landsat, None, 7)
+    assert fit.channels is None and fit.native
+    assert "assumed to be " + ", ".join(LANDSAT_OLI_SR) in fit.message
+    wrong = fit_bands(landsat, None, 3)
+    assert not wrong.native and "has 3 channels" in wrong.message and "take 7" in wrong.message
+
+
+def test_a_hand_pick_is_described_never_replaced():
+    w = sensor_weights(S12)
+    three = fit_bands(w, list(SENTINEL2_L1C), 13, picked=(3, 2, 1))
+    assert three.channels is None and not three.native and "3 channels" in three.message
+    same = fit_bands(w, SHUFFLED, 14, picked=(4, 0, 1, 2, 5, 6, 7, 3, 8, 9, 10, 11, 12))
+    assert same.channels is None and same.native and "matches the bands by name" in same.message
+    other = fit_bands(w, SHUFFLED, 14, picked=tuple(range(13)))  # file order: B2 fed as B1 ...
+    assert other.native and "feeds B02, B03" in other.message and "check that" in other.message
+
+
+def test_suggestions_by_names_and_by_count():
+    assert S12 in suggestions(14, SHUFFLED)
+    assert "timm/resnet18.ssl4eo_l_oli_sr_moco" in suggestions(7, None)
+    assert suggestions(3, None) == []
+
+
+# --- the setup form's handlers ----------------------------------------------------------------
+
+
+def test_upload_then_sensor_weights_fills_the_picker(tmp_path):
+    from modelkit.app import setup_form
+
+    shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
+    out = setup_form.on_upload(shuffled)
+    use = out[-1]
+    assert use["visible"] and S12 in use["choices"] and out[-3] == 14  # in_chans: the file's
+    # the user picks the suggestion: model, pretrained and tag are set; the model changes, so the
+    # tag also waits in the State for on_model
+    _, model, pretrained, tag, wanted = setup_form.on_use(S12, "efficientnet_lite0")
+    assert (model, pretrained) == ("timm/resnet18", True)
+    assert tag["value"] == wanted == "ssl4eo_s12_all_moco"
+    _, card, tag_update, _, cleared = setup_form.on_model(model, wanted)
+    assert tag_update["value"] == "ssl4eo_s12_all_moco" and cleared == ""
+    assert "**Bands** 13" in card  # the card of the chosen weights, not of the default tag
+    _, note, channels, in_chans = setup_form.on_fit(shuffled, model, True, "ssl4eo_s12_all_moco")
+    assert channels == ["4", "0", "1", "2", "5", "6", "7", "3", "8", "9", "10", "11", "12"]
+    assert in_chans == 13 and note.startswith("✓ Bands matched by name")
+    # the same model already chosen: no State detour
+    assert setup_form.on_use(S12, "timm/resnet18")[-1] == ""
+
+
+def test_sensor_weights_then_upload_and_the_users_own_edit(tmp_path):
+    from modelkit.app import setup_form
+
+    # model first, with the example photo: nothing to fill, the note says why
+    photo = str(ASSETS / "chelsea.png")
+    _, note, channels, in_chans = setup_form.on_fit(photo, "timm/resnet18", True,
+                                                    "ssl4eo_s12_all_moco")  # fmt: skip
+    assert channels == {"__type__": "update"} and in_chans == {"__type__": "update"}
+    assert "has 3 channels" in note and note.startswith("⚠ ")
+    # then the 13-band file
+    _, note, channels, in_chans = setup_form.on_fit(TIF, "timm/resnet18", True,
+                                                    "ssl4eo_s12_all_moco")  # fmt: skip
+    assert channels == [str(i) for i in range(13)] and in_chans == 13
+    assert "native 13-band weights, no adaptation" in note
+    # the user's own pick afterwards: in_chans follows, the note says what it does, no refill
+    _, in_chans, note = setup_form.on_channels(TIF, ["3: B4", "2: B3", "1: B2"], "timm/resnet18",
+                                               True, "ssl4eo_s12_all_moco")  # fmt: skip
+    assert in_chans == 3 and "Your channel pick has 3 channels" in note
+    # weights that are not a sensor's: no note, nothing touched
+    assert setup_form.on_fit(TIF, "timm/resnet18", True, "a1_in1k")[1:] == (
+        "", {"__type__": "update"}, {"__type__": "update"})  # fmt: skip
+    assert setup_form.on_fit(TIF, "timm/resnet18", False, "ssl4eo_s12_all_moco")[1] == ""
+    missing = str(write_stack(tmp_path / "missing.tif", list(SENTINEL2_L1C[:-2])))
+    _, note, channels, _ = setup_form.on_fit(missing, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    assert "missing B11, B12" in note and channels == {"__type__": "update"}
+
+
+@pytest.mark.slow
+def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
+    """A real run with what the form filled in: the weights' first layer as published."""
+    import torch
+
+    from modelkit.app import runs, setup_form
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    sd = fake_sensor_hub(tmp_path / "hub", S12)
+    shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
+    _, _, channels, in_chans = setup_form.on_fit(shuffled, "timm/resnet18", True,
+                                                 "ssl4eo_s12_all_moco")  # fmt: skip
+    setup = runs.make_setup("timm/resnet18", True, "ssl4eo_s12_all_moco", in_chans, channels,
+                            None, ["4"], 5, "auto", "cpu", "fp32")  # fmt: skip
+    image = runs.load_image(shuffled)
+    levels = runs.field(runs.run_features(setup, image), "levels")
+    model = runs.cached_model(setup)
+    assert torch.equal(model.conv1.weight, sd["conv1.weight"])
+    assert any("native 13-band weights" in a for a in model.adaptations)
+    assert not any("->" in a for a in model.adaptations)
+    # the same scene in the weights' order gives the same features: the bands were matched
+    direct = runs.make_setup("timm/resnet18", True, "ssl4eo_s12_all_moco", 13, None, None,
+                             ["4"], 5, "auto", "cpu", "fp32")  # fmt: skip
+    same = runs.field(runs.run_features(direct, runs.load_image(TIF)), "levels")
+    assert abs(levels[0]["array"] - same[0]["array"]).max() < 1e-4
