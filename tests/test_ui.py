@@ -213,3 +213,16 @@ def test_exports_round_trip(tmp_path):
     os.utime(old, (0, 0))
     exports.write("new.json", "[]")
     assert not old.exists() and path.exists()
+
+
+def test_a_tag_typed_into_the_model_name_is_used_once():
+    from modelkit.app import form, setup_form
+
+    setup = form.Setup.from_form(model="timm/resnet18.ssl4eo_s12_all_moco", tag="a1_in1k")
+    assert (setup.model, setup.tag) == ("timm/resnet18", "ssl4eo_s12_all_moco")
+    assert setup.name == "timm/resnet18.ssl4eo_s12_all_moco"
+    plain = form.Setup.from_form(model="timm/resnet18", tag="a1_in1k")
+    assert plain.name == "timm/resnet18.a1_in1k"
+    _, card, tag, _, _ = setup_form.on_model("timm/resnet18.ssl4eo_s12_all_moco")
+    assert tag["value"] == "ssl4eo_s12_all_moco" and "B12" in card  # the sensor tag's card
+    assert setup_form._sensor("timm/resnet18.ssl4eo_s12_all_moco", True, "a1_in1k") is not None

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from modelkit.errors import ConfigError, ModelkitError
 from modelkit.images.limits import ImageArray
 from modelkit.models.info import model_summaries
-from modelkit.models.registry import list_models
+from modelkit.models.registry import list_models, split_name
 from modelkit.models.sensors import suggestions
 
 log = logging.getLogger(__name__)
@@ -261,11 +261,13 @@ class Setup:
 
     @classmethod
     def from_form(cls, **form) -> Setup:
-        """Build from raw form values (strings, floats, lists); raises ConfigError on nonsense."""
+        """Build from raw form values (strings, floats, lists); raises ConfigError on nonsense.
+        A tag typed into the model's name (``arch.tag``) wins over the tag field."""
+        model, typed_tag = split_name(str(form.get("model") or "").strip() or cls.model)
         return cls(
-            model=str(form.get("model") or "").strip() or cls.model,
+            model=model,
             pretrained=bool(form.get("pretrained", True)),
-            tag=str(form.get("tag") or "").strip(),
+            tag=typed_tag or str(form.get("tag") or "").strip(),
             in_chans=_optional_int(form.get("in_chans"), "in_chans", 1, 512),
             channels=parse_indices(form.get("channels"), "Image channels", form.get("n_bands")),
             num_classes=_optional_int(form.get("num_classes"), "num_classes", 0, 100_000),

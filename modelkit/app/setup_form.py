@@ -17,7 +17,7 @@ from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import SCALINGS
 from modelkit.models import sensors
 from modelkit.models.info import model_info
-from modelkit.models.registry import list_families, list_sources
+from modelkit.models.registry import list_families, list_sources, split_name
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [
@@ -73,8 +73,10 @@ def on_model(name, wanted_tag=""):
     in a State while the model changes), else the model's default tag."""
     info = model_info(name)
     levels = [form.level_choice(lv) for lv in info["feature_levels"]]
-    tag = wanted_tag if wanted_tag in info["tags"] else info["default_tag"] or None
-    card = form.model_card(model_info(f"{name}.{tag}") if tag and tag != info["default_tag"]
+    arch, typed = split_name(name)  # a name typed with its tag: that tag
+    tag = next((t for t in (typed, wanted_tag) if t and t in info["tags"]), info["default_tag"])
+    tag = tag or None
+    card = form.model_card(model_info(f"{arch}.{tag}") if tag and tag != info["default_tag"]
                            else info)  # fmt: skip
     return (
         "",
@@ -88,7 +90,7 @@ def on_model(name, wanted_tag=""):
 @guarded
 def on_tag(name, tag):
     """Another tag: the card of those weights (sensor weights name their bands there)."""
-    return "", form.model_card(model_info(f"{name}.{tag}" if tag else name))
+    return "", form.model_card(model_info(f"{split_name(name)[0]}.{tag}" if tag else name))
 
 
 @guarded
@@ -105,7 +107,10 @@ def on_use(name, current):
 
 def _sensor(model, pretrained, tag) -> sensors.SensorWeights | None:
     """The sensor checkpoint the form asks for, if it does (the name Setup.name gives)."""
-    return sensors.sensor_weights(f"{model}.{tag}") if pretrained and model and tag else None
+    if not (pretrained and model):
+        return None
+    name = form.Setup.from_form(model=model, tag=tag).name
+    return sensors.sensor_weights(name) if "." in name else None
 
 
 def _fit_note(fit: sensors.BandFit) -> str:
