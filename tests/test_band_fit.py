@@ -151,3 +151,30 @@ def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
                              ["4"], 5, "auto", "cpu", "fp32")  # fmt: skip
     same = runs.field(runs.run_features(direct, runs.load_image(TIF)), "levels")
     assert abs(levels[0]["array"] - same[0]["array"]).max() < 1e-4
+
+
+def test_values_outside_the_weights_range_are_warned(tmp_path):
+    import numpy as np
+
+    from modelkit.app import setup_form
+    from modelkit.models.sensors import value_note
+
+    l_sr = sensor_weights("timm/resnet18.ssl4eo_l_oli_sr_moco")
+    assert value_note(l_sr, 200.0) == "" and value_note(sensor_weights(S12), 4000.0) == ""
+    assert "8-bit values (0-255)" in value_note(l_sr, 23530.0)
+    assert "reflectance x 10000" in value_note(sensor_weights(S12), 0.9)  # 0-1 floats
+    # the shipped Landsat example is 16-bit (values 6271-23530): SSL4EO-L weights say so
+    npy = str(ASSETS / "landsat8_7band.npy")
+    _, note, _, _ = setup_form.on_fit(npy, "timm/resnet18", True, "ssl4eo_l_oli_sr_moco")
+    assert "⚠ Values: the bands fed reach" in note and "8-bit" in note
+    # the Sentinel-2 example is in the S12 weights' range: no value warning
+    _, note, _, _ = setup_form.on_fit(TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    assert "Values:" not in note
+    # the same scene as 0-1 floats: warned
+    import tifffile
+
+    scene = tifffile.imread(TIF).astype(np.float32) / 10000
+    floats = tmp_path / "floats.npy"
+    np.save(floats, scene)
+    _, note, _, _ = setup_form.on_fit(str(floats), "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    assert "Values:" in note and "reflectance x 10000" in note

@@ -14,7 +14,7 @@ from modelkit.app.guard import guarded, status
 from modelkit.app.runs import load_image
 from modelkit.images import display
 from modelkit.images.limits import ImageArray
-from modelkit.images.preprocess import SCALINGS
+from modelkit.images.preprocess import SCALINGS, as_chw, band_limits
 from modelkit.models import sensors
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_families, list_sources, split_name
@@ -113,8 +113,15 @@ def _sensor(model, pretrained, tag) -> sensors.SensorWeights | None:
     return sensors.sensor_weights(name) if "." in name else None
 
 
-def _fit_note(fit: sensors.BandFit) -> str:
-    return ("✓ " if fit.native else "⚠ ") + fit.message  # text symbols: no emoji font needed
+def _fit_note(fit: sensors.BandFit, weights: sensors.SensorWeights, image: ImageArray,
+              fed: tuple[int, ...] | None = None) -> str:  # fmt: skip
+    """The band note, and a warning when the values are not in the weights' range."""
+    note = ("✓ " if fit.native else "⚠ ") + fit.message  # text symbols: no emoji font needed
+    fed = fed or fit.channels or tuple(range(image.num_channels))
+    highs = band_limits(as_chw(image), "percentile", (2.0, 98.0))[1]
+    high = max(float(highs[i]) for i in fed)
+    values = sensors.value_note(weights, high)
+    return note + (f"\n\n⚠ {values}" if values else "")
 
 
 @guarded
@@ -127,9 +134,10 @@ def on_fit(file, model, pretrained, tag):
         return keep, "", keep, keep
     image = load_image(file)
     fit = sensors.fit_bands(weights, image.band_names, image.num_channels)
+    note = _fit_note(fit, weights, image)
     if fit.channels is None:
-        return keep, _fit_note(fit), keep, keep
-    return keep, _fit_note(fit), [str(i) for i in fit.channels], len(fit.channels)
+        return keep, note, keep, keep
+    return keep, note, [str(i) for i in fit.channels], len(fit.channels)
 
 
 def _families(source: str | None) -> list:
@@ -207,7 +215,8 @@ def on_channels(file, channels, model, pretrained, tag):
     weights = _sensor(model, pretrained, tag)
     note = ""
     if weights is not None:
-        note = _fit_note(sensors.fit_bands(weights, image.band_names, image.num_channels, picked))
+        fit = sensors.fit_bands(weights, image.band_names, image.num_channels, picked)
+        note = _fit_note(fit, weights, image, picked)
     return "", len(picked), note
 
 

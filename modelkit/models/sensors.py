@@ -247,3 +247,24 @@ def fit_bands(
         f"{'s' * (num_channels != 1)}; the {what} take {n}: their first layer will be adapted "
         "(no longer native)."
     ))  # fmt: skip
+
+
+def value_note(weights: SensorWeights, typical_high: float) -> str:
+    """'' when an image's values (the 98th percentile of the bands fed) are in the range the
+    weights were trained on, else a warning: they divide raw values by ``scale``, so a 16-bit
+    file under 8-bit weights, or 0-1 reflectance under digital-number weights, gives features
+    that mean little."""
+    ratio = typical_high / weights.scale
+    if 0.01 <= ratio <= 3:
+        return ""
+    trained = (
+        "8-bit values (0-255)"
+        if weights.scale == 255
+        else f"digital numbers (reflectance x {weights.scale:g}, mostly 0-{weights.scale:g})"
+    )
+    return (
+        f"Values: the bands fed reach {typical_high:.4g} (98th percentile), but the "
+        f"{weights.dataset} weights were trained on {trained} and divide raw values by "
+        f"{weights.scale:g}: their features will mean little. Convert the file to that range "
+        "first."
+    )
