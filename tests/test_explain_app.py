@@ -28,6 +28,26 @@ def test_the_endpoint_explains_a_sentinel2_scene_band_by_band():
     assert heatmap.shape == (256, 256) and heatmap.min() >= 0 and heatmap.max() > 0
 
 
+def test_integrated_gradients_steps_come_from_the_form_and_are_checked():
+    import gradio as gr
+
+    from modelkit.app.explain_page import api_explain, passes
+
+    file = str(ASSETS / "chelsea.png")
+    args = (file, "efficientnet_lite0", True, None, "", None, "auto", "integrated_gradients", "",
+            "zero")  # fmt: skip
+    coarse, _ = api_explain(*args, 4)
+    fine, _ = api_explain(*args, 64)
+    assert any("in 4 steps" in n for n in coarse["notes"])
+    assert any("in 64 steps" in n for n in fine["notes"])
+    # the sum rule holds better with more steps (the check the note reports)
+    assert fine["checks"]["completeness_error"] < coarse["checks"]["completeness_error"]
+    assert passes("integrated_gradients", 64) == 130 and passes("bands", None) == 15
+    for bad in (1, 2.5, "many"):
+        with pytest.raises(gr.Error, match="Steps .* must be a whole number from 2 to 1024"):
+            api_explain(*args, bad)
+
+
 def test_the_endpoint_answers_mistakes_in_words():
     import gradio as gr
 

@@ -34,7 +34,20 @@ TITLES = {"gradcam": "Grad-CAM", "integrated_gradients": "Integrated gradients"}
 SHAPLEY_SAMPLES = 8
 
 
-def run_explain(setup, image, method: str, target, baseline: str, head=None):
+def _steps(steps) -> int:
+    """Integrated gradients' steps from a form or API value (empty: 32)."""
+    if steps in (None, ""):
+        return 32
+    try:
+        whole = float(steps).is_integer() and 2 <= float(steps) <= 1024
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ConfigError(f"Steps {steps!r} must be a whole number from 2 to 1024, e.g. 32.")
+    return int(float(steps))
+
+
+def run_explain(setup, image, method: str, target, baseline: str, head=None, steps=32):
     """explain() with the form's setup, or with a taught head's own model and settings;
     'shapley' is band importance by Shapley sampling."""
     from modelkit.explanations.api import explain
@@ -49,7 +62,8 @@ def run_explain(setup, image, method: str, target, baseline: str, head=None):
         kwargs = {**head.engine_settings(), "image": image, "model": head.model,
                   "device": setup.device, "precision": setup.precision}  # fmt: skip
     return explain(**kwargs, head=head, method=method, target=target,
-                   baseline=baseline or "mean", shapley_samples=samples)  # fmt: skip
+                   baseline=baseline or "mean", shapley_samples=samples,
+                   steps=_steps(steps))  # fmt: skip
 
 
 def _targets(setup, image, head) -> list[tuple[str, str]]:
@@ -70,27 +84,41 @@ def _labels(out, preset: str | None) -> list[str]:
     return band_labels(None, count, preset)
 
 
-# forward (+ backward) passes each method makes, for the declared GPU time: band ablation one per
-# band (13 for Sentinel-2) + 1, Grad-CAM a prediction + one with gradients, IG 32 steps of two
-PASSES = {"bands": 15, "gradcam": 3, "integrated_gradients": 66}
+# the tab's own inputs after the setup form's, in on_explain's order
+TAB_INPUTS = ("method", "target", "baseline", "steps", "preset", "opacity", "use_head", "head")
+
+
+def passes(method, steps) -> int:
+    """Forward (+ backward) passes a method makes, for the declared GPU time: band ablation one
+    per band (13 for Sentinel-2) + 1, Grad-CAM a prediction + one with gradients, integrated
+    gradients two per step (forward and backward) + the two ends."""
+    if method == "integrated_gradients":
+        return 2 * _steps(steps) + 2
+    return {"gradcam": 3, "shapley": 8 * 14}.get(method, 15)
+
+
+def _tab(values) -> dict:
+    return dict(zip(TAB_INPUTS, values[-len(TAB_INPUTS) :], strict=True))
 
 
 def _explain_setup(file, *values, **_):
-    return runs.make_setup(*values[:-7])
+    return runs.make_setup(*values[: -len(TAB_INPUTS)])
 
 
 def _explain_passes(file, *values, **_) -> int:
-    return PASSES.get(values[-6], 15)
+    tab = _tab(values)
+    return passes(tab["method"], tab["steps"])
 
 
 def _api_explain_seconds(file, model, *rest, **_) -> int:
-    return model_seconds(str(model), PASSES.get(rest[-3], 15)) if model else MAX_SECONDS
+    method, _target, _baseline, *steps = rest[5:]
+    return model_seconds(str(model), passes(method, (steps or [32])[0])) if model else MAX_SECONDS
 
 
 @guarded
 @on_gpu(**for_model(_explain_setup, images=_explain_passes))
 def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
-    *form_values, method, target, baseline, preset, opacity, use_head, head_path = values
+    *form_values, method, target, baseline, steps, preset, opacity, use_head, head_path = values
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
     setup = runs.make_setup(*form_values)
@@ -104,7 +132,7 @@ def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
     if target not in [c for _, c in choices]:
         target = choices[0][1]
     progress(0.35, desc="Explaining (band copies or gradients)")
-    out = run_explain(setup, image, method, target, baseline, head)
+    out = run_explain(setup, image, method, target, baseline, head, steps)
     progress(0.9, desc="Drawing the charts")
     title = f"Band importance for '{out.target_label}'"
     shown = None
@@ -157,6 +185,9 @@ def build(form: SetupForm, head_path: gr.State) -> None:
                                label="Baseline (what replaces a band)",
                                elem_id="mk-explain-baseline")  # fmt: skip
     with gr.Row():
+        steps = gr.Slider(8, 256, value=32, step=8, label="Steps (integrated gradients)",
+                          info="more steps: a smaller completeness error, more time",
+                          elem_id="mk-explain-steps")  # fmt: skip
         preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names",
                              elem_id="mk-explain-preset")  # fmt: skip
         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity",
@@ -167,8 +198,8 @@ def build(form: SetupForm, head_path: gr.State) -> None:
         heat = gr.Plot(show_label=False, elem_id="mk-explain-map")
     notes = gr.Markdown(elem_id="mk-explain-notes")
     shown = gr.State(None)  # the last map, shrunk (a few hundred pixels a side)
-    inputs = [form.upload, *form.inputs, method, target, baseline, preset, opacity, use_head,
-              head_path]  # fmt: skip
+    inputs = [form.upload, *form.inputs, method, target, baseline, steps, preset, opacity,
+              use_head, head_path]  # fmt: skip
     outputs = [status(), target, bands, heat, notes, shown]
     button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK, api_visibility="private")
     opacity.input(on_opacity, [opacity, shown], [status(), heat], api_visibility="private",
@@ -178,7 +209,7 @@ def build(form: SetupForm, head_path: gr.State) -> None:
 @api_guarded
 @on_gpu(_api_explain_seconds)
 def api_explain(file, model, pretrained, in_chans, channels, num_classes, scaling, method,
-                target, baseline):  # fmt: skip
+                target, baseline, steps=32):  # fmt: skip
     from modelkit.app.form import Setup
 
     setup = Setup.from_form(
@@ -186,7 +217,9 @@ def api_explain(file, model, pretrained, in_chans, channels, num_classes, scalin
         num_classes=num_classes, scaling=scaling,
     )  # fmt: skip
     image = runs.load_image(file)
-    out = run_explain(setup, image, str(method or "bands"), target, str(baseline or "mean"))
+    out = run_explain(
+        setup, image, str(method or "bands"), target, str(baseline or "mean"), steps=steps
+    )
     heat = None
     if out.heatmap is not None:
         import io
@@ -212,7 +245,8 @@ def build_api() -> None:
                   gr.Textbox(label="channels"), gr.Number(label="num_classes"),
                   gr.Textbox(label="scaling", value="auto"),
                   gr.Textbox(label="method", value="bands"), gr.Textbox(label="target"),
-                  gr.Textbox(label="baseline", value="mean")]  # fmt: skip
+                  gr.Textbox(label="baseline", value="mean"),
+                  gr.Number(label="steps", value=32, precision=0)]  # fmt: skip
         result, heat = gr.JSON(), gr.File()
     gr.Button(visible=False).click(api_explain, fields, [result, heat], api_name="explain",
                                    concurrency_id=MODEL_WORK)  # fmt: skip
