@@ -52,7 +52,8 @@ def hub_location(cfg: PretrainedCfg) -> tuple[str, str | None, tuple[str, ...]] 
 
 @dataclass(frozen=True)
 class Download:
-    """Where a download stands: ``done`` of ``total`` bytes (total None when not announced)."""
+    """Where a download stands: ``done`` of ``total`` bytes (total None when not announced).
+    ``text`` names the file and the megabytes; a progress bar shows ``fraction`` as percent."""
 
     repo: str
     filename: str
@@ -68,9 +69,7 @@ class Download:
         if self.total and self.done >= self.total:
             return f"Downloaded {self.filename} of {self.repo} ({self.total / 1e6:,.1f} MB)"
         what = f"Downloading {self.filename} of {self.repo}: {self.done / 1e6:,.1f}"
-        if not self.total:
-            return f"{what} MB"
-        return f"{what} of {self.total / 1e6:,.1f} MB ({self.fraction:.0%})"
+        return f"{what} of {self.total / 1e6:,.1f} MB" if self.total else f"{what} MB"
 
 
 _listener: ContextVar[Callable[[Download], None] | None] = ContextVar(
