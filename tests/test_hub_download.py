@@ -207,3 +207,28 @@ def test_checkpoint_path_needs_no_hub(hub, served, tmp_path):
     model = create_model(REPO, pretrained=True, checkpoint_path=str(path))
     assert torch.equal(model.fc.weight, sd["fc.weight"]) and hub.requests == []
     assert os.fspath(path) in model.adaptations[0] and not Path(tmp_path / "hub").exists()
+
+
+def test_a_handler_progress_bar_gets_the_download(hub, served):
+    from modelkit.app import runs
+
+    hub.add(REPO, FILE, served[1])
+    calls: list[tuple[float | None, str]] = []
+
+    @runs.shows_downloads
+    def handler(name, *rest, progress=lambda fraction, desc=None: calls.append((fraction, desc))):
+        return create_model(name, pretrained=True)
+
+    model = handler(REPO, "other", "values")
+    assert torch.equal(model.fc.weight, served[0]["fc.weight"])
+    mb = f"{len(served[1]) / 1e6:,.1f}"
+    assert calls[0] == (0.0, f"Downloading {FILE} of {REPO}: 0.0 of {mb} MB")
+    assert calls[-1] == (1.0, f"Downloaded {FILE} of {REPO} ({mb} MB)") and len(calls) >= 3
+    calls.clear()
+    handler(REPO)  # on disk now: nothing to show
+    assert calls == []
+    # a progress passed by the caller (gradio passes its own) is the one used
+    hub.add("timm/resnet18.a2_in1k", FILE, served[1])
+    mine: list = []
+    handler("timm/resnet18.a2_in1k", progress=lambda f, desc=None: mine.append(desc))
+    assert calls == [] and mine[-1] == f"Downloaded {FILE} of timm/resnet18.a2_in1k ({mb} MB)"
