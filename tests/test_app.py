@@ -131,3 +131,20 @@ def test_direct_posts_cannot_skip_the_queue(app):
     assert response.status_code in (403, 404, 405)
     # the page's handlers are not API endpoints
     assert httpx.get(url + "config", timeout=10).status_code == 200
+
+
+def test_search_models_by_source(client):
+    # the old call shape (five values) still works and searches every source
+    old = client.predict("resnet18", False, False, "", "name", api_name="/search_models")
+    assert {"torchvision", "timm"} <= {m["source"] for m in old}
+    # the new one names a source, last
+    timm_only = client.predict("resnet18", False, False, "", "name", "timm",
+                               api_name="/search_models")  # fmt: skip
+    assert timm_only and {m["source"] for m in timm_only} == {"timm"}
+    assert [m["name"] for m in timm_only] == [m["name"] for m in old if m["source"] == "timm"]
+    ours = client.predict("resnet18", False, False, "", "name", "torchvision",
+                          api_name="/search_models")  # fmt: skip
+    assert [m["name"] for m in ours] == ["resnet18"]
+    with pytest.raises(Exception, match="Unknown source 'tensorflow'; use one of torchvision"):
+        client.predict("resnet18", False, False, "", "name", "tensorflow",
+                       api_name="/search_models")  # fmt: skip

@@ -38,9 +38,14 @@ def test_off_zero_gpu_the_handlers_are_the_functions_themselves(monkeypatch):
     assert spaces.GPU(duration=5)(handler) is handler  # the package's own no-op off ZeroGPU
     assert gpu.on_gpu(5)(handler) is handler
     assert gpu.on_gpu(**gpu.for_model(lambda x: None))(handler) is handler
-    # guarded / api_guarded wrap the model handlers directly, nothing in between
+    # guarded / api_guarded wrap the model handlers with runs.shows_downloads only (a download
+    # shows in the progress bar), nothing of on_gpu's in between
+    from modelkit.app import runs
+
+    shows = runs.shows_downloads(lambda progress=None: None).__code__
     for wrapped in (explore.on_run, api.api_predict, api.api_features):
-        inner = wrapped.__wrapped__
+        assert wrapped.__wrapped__.__code__ is shows
+        inner = wrapped.__wrapped__.__wrapped__
         assert inner.__module__ in ("modelkit.app.explore", "modelkit.app.api")
         assert not hasattr(inner, "__wrapped__") and not hasattr(inner, "gpu_duration")
     assert not hasattr(explore._show_level, "__wrapped__")

@@ -1,7 +1,9 @@
 """The named API endpoints for gradio_client and HTTP: JSON in, JSON out, plain types only.
 
-/search_models, /model_info, /predict, /features. Each runs through the queue (the app sets
-``api_open=False``) and answers a user's mistake with its message, never a traceback."""
+/search_models (query, pretrained_only, on_disk, family, sort, source), /model_info, /predict,
+/features. Each runs through the queue (the app sets ``api_open=False``) and answers a user's
+mistake with its message, never a traceback. /predict and /features report a download of
+weights not on disk yet as progress (gradio_client: ``job.status().progress_data``)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,24 @@ from modelkit.app import exports, figures, form, runs
 from modelkit.app.gpu import for_model, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded
 from modelkit.app.setup_form import DEFAULT_MODEL
+from modelkit.errors import ConfigError
 from modelkit.models.info import model_info
+from modelkit.models.registry import list_sources
 
 
 @api_guarded
-def api_search(query, pretrained_only, on_disk, family, sort):
-    return form.search_models(query, bool(pretrained_only), bool(on_disk), family, sort or "name")
+def api_search(query, pretrained_only, on_disk, family, sort, source=""):
+    """``source`` ("", "torchvision", "efficientnet_lite", "timm", ...) comes last, so callers
+    that pass the first five still work."""
+    source = str(source or "").strip()
+    known = list_sources()
+    if source and source not in known:
+        raise ConfigError(
+            f"Unknown source {source!r}; use one of {', '.join(known)}, or leave it empty for all."
+        )
+    return form.search_models(
+        query, bool(pretrained_only), bool(on_disk), family, sort or "name", source
+    )
 
 
 @api_guarded
@@ -36,8 +50,9 @@ def _model_setup(file, *form_values) -> form.Setup:
 
 
 @api_guarded
+@runs.shows_downloads
 @on_gpu(**for_model(_model_setup))
-def api_predict(file, *form_values):
+def api_predict(file, *form_values, progress=gr.Progress()):  # noqa: B008
     image, setup = runs.load_image(file), _api_setup(*form_values)
     result = runs.run_predict(setup, image)
     return {
@@ -49,8 +64,9 @@ def api_predict(file, *form_values):
 
 
 @api_guarded
+@runs.shows_downloads
 @on_gpu(**for_model(_model_setup))
-def api_features(file, *form_values):
+def api_features(file, *form_values, progress=gr.Progress()):  # noqa: B008
     image, setup = runs.load_image(file), _api_setup(*form_values)
     levels = list(runs.field(runs.run_features(setup, image), "levels"))
     summary = [
@@ -91,6 +107,7 @@ def build() -> None:
     with gr.Group(visible=False):
         query, family = gr.Textbox(label="query"), gr.Textbox(label="family")
         sort = gr.Textbox(label="sort", value="name")
+        source = gr.Textbox(label="source", value="", info="e.g. timm; empty: all")
         pretrained_only, on_disk = (
             gr.Checkbox(label="pretrained_only"),
             gr.Checkbox(label="on_disk"),
@@ -99,7 +116,7 @@ def build() -> None:
         image = gr.File(label="image")
         model_form = api_form()
         result, npz = gr.JSON(), gr.File()
-    endpoint(api_search, [query, pretrained_only, on_disk, family, sort], result,
+    endpoint(api_search, [query, pretrained_only, on_disk, family, sort, source], result,
              api_name="search_models")  # fmt: skip
     endpoint(api_model_info, name, result, api_name="model_info")
     endpoint(api_predict, [image, *model_form], result, api_name="predict",

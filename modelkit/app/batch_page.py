@@ -44,6 +44,7 @@ def _figure(state: dict, colour_by: str):
 
 
 @guarded
+@runs.shows_downloads
 @on_gpu(MAX_SECONDS)
 def on_batch(archive, *form_values, progress=gr.Progress()):  # noqa: B008
     from modelkit.batches.job import batch

@@ -23,8 +23,9 @@ def _run(file, entries, form_values):
 
 
 @guarded
+@runs.shows_downloads
 @on_gpu(MAX_SECONDS)
-def on_compare(file, entries, *form_values):
+def on_compare(file, entries, *form_values, progress=gr.Progress()):  # noqa: B008
     summary, maps = _run(file, entries, form_values)
     shared = set(summary["shared_labels"])
     bars = [{"title": m["title"], "labels": [r["label"] for r in m["predictions"]],

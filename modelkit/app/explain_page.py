@@ -116,6 +116,7 @@ def _api_explain_seconds(file, model, *rest, **_) -> int:
 
 
 @guarded
+@runs.shows_downloads
 @on_gpu(**for_model(_explain_setup, images=_explain_passes))
 def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
     *form_values, method, target, baseline, steps, preset, opacity, use_head, head_path = values

@@ -51,6 +51,7 @@ def _level_setup(level, last) -> form.Setup:
 
 
 @guarded
+@runs.shows_downloads  # weights not on disk yet: their download shows in the progress bar
 @on_gpu(**for_model(_run_setup, passes=2))
 def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
            scaling, device, precision, progress=gr.Progress(track_tqdm=True)):  # noqa: B008  # fmt: skip

@@ -4,6 +4,7 @@ feature maps, and their rows. No gradio here; every page shares these few lines.
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 
 from modelkit.app import exports
@@ -96,3 +97,27 @@ def cached_model(setup: Setup):
 
     model, _ = default_model_cache().get(model_key(setup))
     return model
+
+
+def shows_downloads(fn):
+    """A handler whose Hub downloads (weights not on disk yet) show in its ``progress`` argument
+    (a gr.Progress): the file's name, megabytes and percent. Put it above ``@on_gpu``, so that on
+    ZeroGPU the download in the main process, before the GPU call, shows too."""
+    signature = inspect.signature(fn)
+    default = signature.parameters["progress"].default
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        progress = signature.bind_partial(*args, **kwargs).arguments.get("progress", default)
+        if not callable(progress):
+            return fn(*args, **kwargs)
+
+        from modelkit.models.hub import download_listener
+
+        def show(download) -> None:
+            progress(download.fraction, desc=download.text)
+
+        with download_listener(show):
+            return fn(*args, **kwargs)
+
+    return handler

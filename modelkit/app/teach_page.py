@@ -110,6 +110,7 @@ def _predict_seconds(file, head_path, top_k, **_) -> int:
 
 
 @guarded
+@runs.shows_downloads
 @on_gpu(**for_model(_train_setup, images=_train_views))
 def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B008
     setup = runs.make_setup(*form_values)
