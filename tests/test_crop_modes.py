@@ -221,6 +221,21 @@ def test_unknown_crop_mode_is_a_clear_config_error():
         create_model("timm/resnet18", pretrained_cfg_overlay={"crop_mode": "crop"})
 
 
+def test_explanation_maps_land_where_each_mode_put_the_pixels():
+    # a map of ones over the model input, placed back on a 40 x 120 image: 'border' and
+    # 'squash' (crop_pct 1) saw every pixel; 'center' saw the middle 40 x 40 only
+    from modelkit.explanations.heatmap import to_image
+
+    ones = np.ones((32, 32), np.float32)
+    seen = {}
+    for mode in CROP_MODES:
+        cfg = DataConfig(input_size=(3, 32, 32), crop_pct=1.0, crop_mode=mode)
+        seen[mode] = to_image(ones, (40, 120), cfg, (32, 32)) > 0
+    assert seen["border"].all() and seen["squash"].all()
+    assert seen["center"][:, 40:80].all() and not seen["center"][:, :39].any()
+    assert not seen["center"][:, 81:].any()
+
+
 # --- a real timm tag's crop mode, from create_model into predict ------------------------------
 
 SQUASH_TAG = "tf_efficientnetv2_b3.in21k_ft_in1k"  # 240 px, crop_pct 0.9, crop_mode squash
