@@ -404,3 +404,13 @@ def test_clear_errors_for_settings_a_model_cannot_take():
         create_model("timm/vit_tiny_patch16_224", img_size=32)(torch.randn(1, 3, 64, 64))
     with pytest.raises(ConfigError, match="out_indices"):
         create_model("timm/resnet18", features_only=True, out_indices=[9])
+    # a family built for RGB only says so at create time (timm builds it, then fails inside)
+    with pytest.raises(ConfigError, match="takes 3 channels .R, G, B. only: its DCT stem"):
+        create_model("timm/csatv2", in_chans=5)
+    # LeViT's attention biases are sized at build time: another input size fails deep inside
+    # timm with a RuntimeError; modelkit says what the model was built for
+    levit = create_model("timm/levit_128s")
+    with pytest.raises(ConfigError, match="built for 3 channels at 224x224. Resize the image"):
+        levit(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ConfigError, match="levit_128s failed on a 3-channel 32x32 input"):
+        levit.forward_features(torch.randn(1, 3, 32, 32))
