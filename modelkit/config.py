@@ -5,8 +5,23 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from modelkit.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# timm's eval crop modes (see modelkit.images.resize.plan_crop)
+CROP_MODES = ("center", "squash", "border")
+
+
+def check_crop_mode(mode: str) -> str:
+    """``mode`` if it is one of CROP_MODES, else a ConfigError saying what each one does."""
+    if mode not in CROP_MODES:
+        raise ConfigError(
+            f"crop_mode {mode!r} is not known; use 'center' (shorter side resized, centre "
+            "cropped), 'squash' (both sides resized, aspect not kept) or 'border' (longer side "
+            "resized, padded with the mean)."
+        )
+    return mode
 
 
 def adapt_stats(values: tuple[float, ...], in_chans: int) -> tuple[float, ...]:
@@ -31,12 +46,15 @@ class DataConfig:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"  # "bilinear" | "bicubic" | "nearest"
-    crop_pct: float = 0.875  # resize the shorter side to size / crop_pct, then centre-crop size
-    crop_mode: str = "center"
+    crop_pct: float = 0.875  # resize to size / crop_pct (how: crop_mode), then crop size
+    crop_mode: str = "center"  # one of CROP_MODES, timm's eval modes
     resize_size: int | None = None  # explicit resize (torchvision's); wins over crop_pct
     # "none": mean/std apply to the raw pixel values (sensor weights published that way), so
     # preprocess's "auto" scaling leaves values as they are; "" = the usual auto scaling
     value_scaling: str = ""
+
+    def __post_init__(self) -> None:
+        check_crop_mode(self.crop_mode)
 
     @property
     def in_chans(self) -> int:
@@ -99,6 +117,9 @@ class PretrainedCfg:
     file_size_mb: float | None = None
     source: str = ""  # "torchvision" | "package" | "local" | "timm" | "torchgeo"
     is_default: bool = False
+
+    def __post_init__(self) -> None:
+        check_crop_mode(self.crop_mode)
 
     @property
     def name(self) -> str:

@@ -55,15 +55,21 @@ def _check_features(outs, info, size: int, batch: int) -> None:
         assert torch.isfinite(out).all()
 
 
+def _listed(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 @torch.no_grad()
-def _contract(name: str, kwargs: dict) -> None:
-    """The same contract tests/test_sweep.py asks of every torchvision model."""
-    size = _size(name, kwargs)
+def check_default(name: str, kwargs: dict, size: int) -> None:
+    """Classifier: logits, forward_features/forward_head, pre-logits, intermediates, pooling
+    and classifier resets (the contract tests/test_sweep.py asks of every torchvision model)."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, size, size)
     model = create_model(name, **kwargs)
+    if not model.num_classes:  # a backbone (e.g. DINOv3, SAM2's Hiera): give it a head
+        model = create_model(name, num_classes=1000, **kwargs)
     out = model(x)
-    assert out.shape == (2, 1000) and torch.isfinite(out).all()
+    assert out.shape == (2, model.num_classes) and torch.isfinite(out).all()
     feats = model.forward_features(x)
     assert torch.allclose(model.forward_head(feats), out, atol=1e-5)
     pre = model.forward_head(feats, pre_logits=True)
@@ -74,23 +80,44 @@ def _contract(name: str, kwargs: dict) -> None:
     model.reset_classifier(0)
     assert torch.allclose(model(x), pre, atol=1e-5, rtol=1e-4)
     model.reset_classifier(0, global_pool="")
-    assert torch.equal(model(x), feats)
+    unpooled = model(x)  # CoaT and EfficientViM give a list of token maps here, as timm does
+    assert all(map(torch.equal, *(_listed(v) for v in (unpooled, feats))))
     model.reset_classifier(7, global_pool="avg")
     assert model(x).shape == (2, 7) and model.get_classifier() is not None
 
-    model = create_model(name, num_classes=7, in_chans=5, **kwargs)
-    out = model(torch.randn(2, 5, size, size))
-    assert out.shape == (2, 7) and torch.isfinite(out).all()
-    assert model.data_config.input_size[0] == 5 and len(model.data_config.mean) == 5
-    assert any("3 -> 5 channels, random weights" in a for a in model.adaptations)
 
+@torch.no_grad()
+def check_in_chans(name: str, kwargs: dict, size: int, in_chans: int = 5) -> None:
+    """num_classes=7 with in_chans=5: a new head, a first conv for 5 bands, 5-channel stats."""
+    model = create_model(name, num_classes=7, in_chans=in_chans, **kwargs)
+    out = model(torch.randn(2, in_chans, size, size))
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    assert model.data_config.input_size[0] == in_chans
+    assert len(model.data_config.mean) == in_chans
+    assert any(f"3 -> {in_chans} channels, random weights" in a for a in model.adaptations)
+
+
+@torch.no_grad()
+def check_features_only(name: str, kwargs: dict, size: int) -> None:
+    """features_only with in_chans=1: every level as NCHW; out_indices=[-1]: the deepest."""
     model = create_model(name, in_chans=1, features_only=True, **kwargs)
     outs = model(torch.randn(2, 1, size, size))
     assert model.out_indices == list(range(len(outs)))
     _check_features(outs, model.feature_info, size, 2)
     last = create_model(name, features_only=True, out_indices=[-1], **kwargs)
-    (only,) = last(x)
+    (only,) = last(torch.randn(2, 3, size, size))
     assert only.shape[1] == model.feature_info.channels()[-1]
+
+
+CHECKS = {"default": check_default, "in_chans": check_in_chans,
+          "features_only": check_features_only}  # fmt: skip
+
+
+def _contract(name: str, kwargs: dict) -> None:
+    """The same contract tests/test_sweep.py asks of every torchvision model."""
+    size = _size(name, kwargs)
+    for check in CHECKS.values():
+        check(name, kwargs, size)
 
 
 @pytest.mark.parametrize("name", SAMPLE)
@@ -377,3 +404,13 @@ def test_clear_errors_for_settings_a_model_cannot_take():
         create_model("timm/vit_tiny_patch16_224", img_size=32)(torch.randn(1, 3, 64, 64))
     with pytest.raises(ConfigError, match="out_indices"):
         create_model("timm/resnet18", features_only=True, out_indices=[9])
+    # a family built for RGB only says so at create time (timm builds it, then fails inside)
+    with pytest.raises(ConfigError, match="takes 3 channels .R, G, B. only: its DCT stem"):
+        create_model("timm/csatv2", in_chans=5)
+    # LeViT's attention biases are sized at build time: another input size fails deep inside
+    # timm with a RuntimeError; modelkit says what the model was built for
+    levit = create_model("timm/levit_128s")
+    with pytest.raises(ConfigError, match="built for 3 channels at 224x224. Resize the image"):
+        levit(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ConfigError, match="levit_128s failed on a 3-channel 32x32 input"):
+        levit.forward_features(torch.randn(1, 3, 32, 32))

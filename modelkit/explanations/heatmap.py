@@ -1,7 +1,7 @@
 """Maps computed on the model's input, placed back onto the image the user gave, with bounded
 memory whatever the image's shape.
 
-The model saw a resized, centre-cropped copy (``preprocess``): a map at the model's input size
+The model saw a resized, cropped (or padded) copy (``preprocess``): a map at the model's input size
 covers only the crop's box in the source image. ``to_image`` upsamples the map straight to that
 box (in source pixels) and leaves 0 outside it: pixels the model never saw have no influence.
 The result takes H * W * 4 bytes; images over ``MAX_HEATMAP_PIXELS`` are refused in words.
@@ -9,14 +9,13 @@ The result takes H * W * 4 bytes; images over ``MAX_HEATMAP_PIXELS`` are refused
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from modelkit.config import DataConfig
 from modelkit.errors import ConfigError
+from modelkit.images.resize import plan_crop
 
 MAX_HEATMAP_PIXELS = 4096 * 4096  # 64 MiB of float32
 
@@ -33,17 +32,8 @@ def check_size(height: int, width: int) -> None:
 
 
 def _resized_size(height: int, width: int, config: DataConfig) -> tuple[int, int]:
-    """The size ``preprocess`` resizes to before its centre crop (torchvision's rule)."""
-    crop_h, crop_w = config.input_size[1:]
-    if config.resize_size:
-        short = int(config.resize_size)
-    elif crop_h == crop_w:
-        short = int(math.floor(crop_h / config.crop_pct))
-    else:
-        return int(math.floor(crop_h / config.crop_pct)), int(math.floor(crop_w / config.crop_pct))
-    if width <= height:
-        return int(short * height / width), short
-    return short, int(short * width / height)
+    """The size ``preprocess`` resizes to before its crop (the data config's crop_mode)."""
+    return plan_crop(height, width, config).resized
 
 
 def _crop_start(resized: int, crop: int) -> int:

@@ -11,9 +11,12 @@ Public API (stable)::
     scale_image(data, scaling="auto", percentiles=(2, 98)) -> torch.Tensor (C, H, W) float32
 
 Steps, in order: choose/order channels; check the count against ``data_config.in_chans``
-(ChannelMismatchError); replace NaN/Inf; scale per channel; resize the shorter side to
-``resize_size`` (or ``floor(size / crop_pct)``) with antialiasing; centre-crop to the input size;
-subtract ``mean`` and divide by ``std``.
+(ChannelMismatchError); replace NaN/Inf; scale per channel; resize with antialiasing and crop to
+the input size as timm's eval transform does for the data config's ``crop_mode``
+(``resize.plan_crop``): ``center`` resizes the shorter side to ``resize_size`` (or
+``floor(size / crop_pct)``) and crops the centre, ``squash`` resizes both sides to that and crops
+the centre, ``border`` resizes the longer side to it and crops or pads the centre, the pad being
+the mean; subtract ``mean`` and divide by ``std``.
 
 Scaling modes (per channel): ``auto`` = uint8 / 255, other integers by a 2-98 % percentile
 stretch, floats and bools as they are; ``minmax`` = (x - min) / (max - min); ``percentile`` =
@@ -45,7 +48,7 @@ from torchvision.transforms.v2 import functional as F
 from modelkit.config import DataConfig
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.images.limits import ImageArray
-from modelkit.images.resize import full_resize_bytes, plan_crop, window_resize_crop
+from modelkit.images.resize import CropPlan, full_resize_bytes, plan_crop, window_resize_crop
 
 CHUNK_BYTES = 16 * 2**20
 FULL_RESIZE_BYTES = 64 * 2**20  # above this, resize only the part of the image the crop reads
@@ -250,7 +253,8 @@ def scale_image(
 
 
 def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tensor:
-    """Shorter side to resize_size (or floor(size / crop_pct)), antialiased; then centre crop.
+    """Resize and crop as ``data_config.crop_mode`` says (``resize.plan_crop``), antialiased;
+    a pad (a crop larger than the resized image) is left at 0 here (see ``fill_padding``).
 
     torchvision's own resize when what it allocates is small (every ordinary image); otherwise
     only the source pixels the crop reads are resized (``resize.window_resize_crop``), so a
@@ -260,11 +264,32 @@ def resize_and_crop(tensor: torch.Tensor, data_config: DataConfig) -> torch.Tens
     cost = full_resize_bytes(plan, tensor.shape[0], tensor.element_size())
     if tensor.dtype == torch.uint8:  # its uint8 kernel first repacks the image, 4 bytes a pixel
         cost += 4 * tensor.shape[-2] * tensor.shape[-1] * math.ceil(tensor.shape[0] / 4)
-    if cost > FULL_RESIZE_BYTES:
+    # torch 2.14's antialiased float kernel gives every row the same value when the output is
+    # one column wide (a 'border' resize of a thin tall strip); the window's weights do not
+    one_column = plan.resized[1] == 1 and tensor.dtype != torch.uint8
+    if cost > FULL_RESIZE_BYTES or one_column:
         return window_resize_crop(tensor, plan, data_config.interpolation)
     interpolation = _INTERPOLATIONS[data_config.interpolation]
     tensor = F.resize(tensor, list(plan.resized), interpolation=interpolation, antialias=True)
     return F.center_crop(tensor, list(plan.crop))
+
+
+def fill_padding(tensor: torch.Tensor, plan: CropPlan, values: Sequence[float]) -> torch.Tensor:
+    """In place: the rows and columns of the crop outside the resized image (a pad) set to
+    ``values``, one per channel."""
+    top, bottom, left, right = plan.padding()
+    if not (top or bottom or left or right):
+        return tensor
+    fill = torch.tensor(list(values), dtype=tensor.dtype).view(-1, 1, 1)
+    height, width = tensor.shape[-2:]
+    for rows, cols in (
+        (slice(0, top), slice(None)),
+        (slice(height - bottom, height), slice(None)),
+        (slice(None), slice(0, left)),
+        (slice(None), slice(width - right, width)),
+    ):
+        tensor[:, rows, cols] = fill
+    return tensor
 
 
 def fill_values(data: np.ndarray) -> np.ndarray | None:
@@ -309,6 +334,7 @@ def preprocess(
             f"The data config has {len(data_config.mean)} means and {len(data_config.std)} stds "
             f"for {want} channels; use DataConfig.with_in_chans({want})."
         )
+    plan = plan_crop(data.shape[1], data.shape[2], data_config)
     if scaling == "auto" and data.dtype == np.uint8:
         # torchvision's uint8 tensor path: resize in uint8, then scale (see the docstring)
         # from_numpy keeps the array's strides: an HWC photo stays channels-last, which
@@ -318,6 +344,9 @@ def preprocess(
             source = torch.from_numpy(data)
         tensor = resize_and_crop(source, data_config)
         tensor = tensor.float().div_(255.0)
+        # 'border' pads with the mean. timm pads its 8-bit image with round(255 * mean): the
+        # mean to the nearest grey level; so does this path, which gives timm's numbers exactly
+        mean = [round(255 * m) / 255 for m in data_config.mean]
     else:
         # The per-band statistics come from the full-resolution bands; the scaling itself is
         # linear, so it runs after the resize on the small tensor (clipping, for "percentile",
@@ -325,7 +354,6 @@ def preprocess(
         # A band too large for a float copy plus torchvision's resize is resized from the part
         # the crop reads only, a block of rows at a time.
         params = scaling_params(data, scaling, percentiles)
-        plan = plan_crop(data.shape[1], data.shape[2], data_config)
         one_band = 4 * data.shape[1] * data.shape[2] + full_resize_bytes(plan, 1, 4)
         if one_band > FULL_RESIZE_BYTES:
             tensor = window_resize_crop(data, plan, data_config.interpolation,
@@ -338,6 +366,12 @@ def preprocess(
             ]
             tensor = torch.cat(parts) if len(parts) > 1 else parts[0]
         tensor = apply_scaling(tensor, params)
+        # 'border' pads with the mean itself: float and 16-bit data have no grey levels to round
+        # to, so the pad normalises to exactly 0 (timm's 8-bit rounding moves it by at most
+        # 0.5 / 255 / std). After a z-score the mean is 0, and the data config's is not applied.
+        mean = [0.0] * want if scaling == "zscore" else list(data_config.mean)
+    # the other modes pad with zeros (torchvision's and timm's CenterCrop), after the scaling
+    tensor = fill_padding(tensor, plan, mean if plan.mode == "border" else [0.0] * want)
     if scaling != "zscore":
         tensor = F.normalize(tensor, list(data_config.mean), list(data_config.std))
     return tensor.unsqueeze(0).contiguous()

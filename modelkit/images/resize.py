@@ -1,4 +1,4 @@
-"""Resize-then-centre-crop that costs what the crop costs, whatever the image's shape.
+"""Resize-then-crop that costs what the crop costs, whatever the image's shape.
 
 Public API::
 
@@ -9,19 +9,23 @@ Public API::
 
 torchvision resizes the shorter side to ``resize_size`` and then crops the centre; for a
 1 x 100,000 image that resized image has 25.6 M columns (26 GB as float32) of which 224 are kept.
-Resizing is separable and every output pixel is a weighted sum of a few source pixels, so here
-each axis is resized on its own, a block of rows at a time: an axis whose resized length is close
-to the crop's (any downscale) by torch's own kernel, then cut to the crop; an axis blown up far
-beyond the crop (the long side of a thin strip) by the weights of the kept positions only (the
-formulas of torch's antialiased CPU kernel: the same centres, supports, filters and float32
-arithmetic), applied to the few source pixels they read. Memory is bounded by the crop and a
-block of rows; time by the source pixels the crop reads.
+``plan_crop`` also plans timm's other crop modes ('squash' and 'border' shrink a strip's long side
+instead, and 'border' pads). Resizing is separable and every output pixel is a weighted sum of a
+few source pixels, so here each axis is resized on its own, a block of rows at a time: an axis
+whose resized length is close to the crop's (any downscale) by torch's own kernel, then cut to
+the crop; an axis blown up far beyond the crop (the long side of a thin strip) by the weights of
+the kept positions only (the formulas of torch's antialiased CPU kernel: the same centres,
+supports, filters and float32 arithmetic), applied to the few source pixels they read. When the
+width pass would keep too many rows (a tall strip whose height is squashed), the image is
+transposed and its height resized first. Memory is bounded by the crop and a block of rows;
+time by the source pixels the crop reads.
 
 Compared with torchvision's ``resize`` + ``center_crop`` the result agrees to float rounding
 (~1e-6) on float tensors, and exactly on uint8 tensors where both axes go through torch's kernel
 (its uint8 kernel then runs, pass by pass, on blocks of rows). Where a blown-up axis uses the
 weights here, uint8 values are rounded after each pass as torch's fixed-point kernel does, and
-can differ from it by a grey level or two. ``preprocess`` keeps torchvision's own path whenever it
+can differ from it by a grey level or two (by one where the height pass runs first: the rounding
+comes after it). ``preprocess`` keeps torchvision's own path whenever it
 is cheap (ordinary images), so their results do not change.
 """
 
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from modelkit.config import DataConfig
+from modelkit.config import DataConfig, check_crop_mode
 from modelkit.errors import ConfigError
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
@@ -42,13 +46,24 @@ BLOCK_BYTES = 16 * 2**20  # float32 working set of one block of rows (or channel
 
 @dataclass(frozen=True)
 class CropPlan:
-    """Source (H, W), torchvision's resized (H, W), the crop (H, W), and the resized row and
-    column where the crop starts (negative: the crop is larger and zero-padded there)."""
+    """Source (H, W), the resized (H, W), the crop (H, W), and the resized row and column where
+    the crop starts (negative: the crop is larger and padded there); ``mode`` is the data
+    config's crop_mode ('border' pads with the mean, the others with zeros)."""
 
     source: tuple[int, int]
     resized: tuple[int, int]
     crop: tuple[int, int]
     first: tuple[int, int]
+    mode: str = "center"
+
+    def padding(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right): rows and columns of the crop outside the resized image."""
+        pads = []
+        for axis in (0, 1):
+            before = max(0, -self.first[axis])
+            after = max(0, self.first[axis] + self.crop[axis] - self.resized[axis])
+            pads += [min(before, self.crop[axis]), min(after, self.crop[axis])]
+        return pads[0], pads[1], pads[2], pads[3]
 
 
 def _resized_size(height: int, width: int, size: list[int]) -> tuple[int, int]:
@@ -60,34 +75,62 @@ def _resized_size(height: int, width: int, size: list[int]) -> tuple[int, int]:
     return (new_long, new_short) if width <= height else (new_short, new_long)
 
 
+def _keep_ratio(height: int, width: int, target: tuple[int, int], longest: bool) -> tuple[int, int]:
+    """timm's ResizeKeepRatio: one scale for both sides, chosen so the longer (``longest``) or
+    the shorter side fits ``target``; each side rounded (Python's round), never below 1 pixel
+    (a 1 x 100,000 strip keeps a row where PIL would refuse a 0-pixel side)."""
+    ratio_h, ratio_w = height / target[0], width / target[1]
+    ratio = max(ratio_h, ratio_w) if longest else min(ratio_h, ratio_w)
+    return max(1, round(height / ratio)), max(1, round(width / ratio))
+
+
 def _crop_start(size: int, crop: int) -> int:
-    """torchvision's centre-crop anchor on one axis (negative = zero padding before)."""
+    """torchvision's centre-crop anchor on one axis (negative = padding before); timm's
+    CenterCropOrPad puts the same floor(pad / 2) before and crops at the same rounded centre."""
     if crop > size:
         return -((crop - size) // 2)
     return int(round((size - crop) / 2.0))
 
 
 def plan_crop(height: int, width: int, data_config: DataConfig) -> CropPlan:
-    """Where ``preprocess``'s resize and centre crop put the model input, for an H x W source."""
+    """Where ``preprocess``'s resize and crop put the model input, for an H x W source.
+
+    timm's eval transform for each ``crop_mode``, with scale = floor(crop / crop_pct) per side
+    (``resize_size`` instead, when set: torchvision's explicit resize):
+
+    - ``center``: the shorter side to the scale (a non-square crop: the smallest aspect-keeping
+      size that covers the scale on both sides), then the centre crop;
+    - ``squash``: both sides to exactly the scale (aspect ratio not kept), then the centre crop;
+    - ``border``: aspect kept, the longer side to the scale, then centre crop-or-pad (the pad
+      is the mean, filled by ``preprocess``).
+    """
     if data_config.interpolation not in INTERPOLATIONS:
         raise ConfigError(
             f"Interpolation '{data_config.interpolation}' is not known; use one of "
             f"{', '.join(INTERPOLATIONS)}."
         )
+    mode = check_crop_mode(data_config.crop_mode)
+    height, width = int(height), int(width)
     crop_h, crop_w = (int(v) for v in data_config.input_size[1:])
     if data_config.resize_size:
-        size = [int(data_config.resize_size)]
-    elif crop_h == crop_w:
-        size = [int(math.floor(crop_h / data_config.crop_pct))]
+        scale = (int(data_config.resize_size),) * 2
     else:
-        size = [int(math.floor(crop_h / data_config.crop_pct)),
-                int(math.floor(crop_w / data_config.crop_pct))]  # fmt: skip
-    out_h, out_w = _resized_size(int(height), int(width), size)
+        scale = (int(math.floor(crop_h / data_config.crop_pct)),
+                 int(math.floor(crop_w / data_config.crop_pct)))  # fmt: skip
+    if mode == "squash":
+        out_h, out_w = scale
+    elif mode == "border":
+        out_h, out_w = _keep_ratio(height, width, scale, longest=True)
+    elif scale[0] == scale[1]:  # torchvision's Resize(int): the shorter side, the other truncated
+        out_h, out_w = _resized_size(height, width, [scale[0]])
+    else:
+        out_h, out_w = _keep_ratio(height, width, scale, longest=False)
     return CropPlan(
-        source=(int(height), int(width)),
+        source=(height, width),
         resized=(out_h, out_w),
         crop=(crop_h, crop_w),
         first=(_crop_start(out_h, crop_h), _crop_start(out_w, crop_w)),
+        mode=mode,
     )
 
 
@@ -211,6 +254,17 @@ def _axis(plan: CropPlan, axis: int, interpolation: str):
     return lo, hi, weigh, False
 
 
+def _swap(data):
+    """(C, H, W) -> (C, W, H), a view (numpy or torch)."""
+    return data.transpose(1, 2) if isinstance(data, torch.Tensor) else data.transpose(0, 2, 1)
+
+
+def _swap_plan(plan: CropPlan) -> CropPlan:
+    """The plan of the transposed image."""
+    return CropPlan(*(tuple(reversed(v)) for v in (plan.source, plan.resized, plan.crop,
+                                                   plan.first)), mode=plan.mode)  # fmt: skip
+
+
 def window_resize_crop(data, plan: CropPlan, interpolation: str, *, fills=None) -> torch.Tensor:
     """``center_crop(resize(data))`` computed from the source pixels the crop reads only.
 
@@ -223,6 +277,11 @@ def window_resize_crop(data, plan: CropPlan, interpolation: str, *, fills=None) 
     row_lo, row_hi, resize_rows, rows_native = _axis(plan, 0, interpolation)
     col_lo, col_hi, resize_cols, cols_native = _axis(plan, 1, interpolation)
     height, width = row_hi - row_lo, col_hi - col_lo
+    if height * crop_w > BLOCK_BYTES // 4 and width * crop_h < height * crop_w:
+        # the width pass would keep every row it reads (a tall strip squashed or bordered:
+        # 100,000 rows x the crop's columns); the height pass first keeps far less
+        flipped = window_resize_crop(_swap(data), _swap_plan(plan), interpolation, fills=fills)
+        return flipped.transpose(1, 2).contiguous()
     whole = data.dtype in (np.dtype(np.uint8), torch.uint8)
     out = torch.empty(channels, crop_h, crop_w)
     # channel groups keep the width-pass result (group, height, crop_w) within a block

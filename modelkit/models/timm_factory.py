@@ -67,6 +67,29 @@ def _as_nchw(x: torch.Tensor, channels: int, expect_hw: tuple[int, int], who: st
     )
 
 
+# timm families (modules) whose stem is built for RGB: any other in_chans builds, then fails
+RGB_ONLY = {"csatv2": "its DCT stem converts R, G, B to YCbCr with a fixed 3-colour matrix"}
+
+
+def _off_config_error(model, x: torch.Tensor, exc: Exception) -> ConfigError | None:
+    """A ConfigError in words for a timm forward that failed on an input the model's data config
+    does not describe (another size or channel count: many timm models fix their token grid or
+    attention biases at build time and fail deep inside), else None (a bug: raised as is)."""
+    if isinstance(exc, torch.OutOfMemoryError) or not isinstance(x, torch.Tensor) or x.ndim != 4:
+        return None
+    want = tuple(int(v) for v in model.data_config.input_size)
+    if tuple(x.shape[1:]) == want:
+        return None
+    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return ConfigError(
+        f"{model.pretrained_cfg.architecture} failed on a {x.shape[1]}-channel "
+        f"{x.shape[-2]}x{x.shape[-1]} input ({type(exc).__name__}: {text}); it was built for "
+        f"{want[0]} channels at {want[1]}x{want[2]}. Resize the image to {want[1]}x{want[2]} "
+        "(modelkit.preprocess does, with the model's data config), or create the model with "
+        "the size (img_size=...) where it accepts one."
+    )
+
+
 class TimmMixin:
     """modelkit's classifier contract over a timm model's own methods."""
 
@@ -77,15 +100,27 @@ class TimmMixin:
         check_fixed_size(x, self._mk_fixed_size, f"{self.pretrained_cfg.architecture} takes",
                          f", or create the model with img_size={x.shape[-1]}")  # fmt: skip
 
+    def _guarded(self, run, x: torch.Tensor, *args, **kwargs):
+        """``run(x, ...)``; a failure on an input off the data config becomes a ConfigError."""
+        try:
+            return run(x, *args, **kwargs)
+        except ModelkitError:
+            raise
+        except Exception as exc:
+            error = _off_config_error(self, x, exc)
+            if error is None:
+                raise
+            raise error from exc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x)
         if self._mk_global_pool == "":
             return self.forward_features(x)
-        return super().forward(x)
+        return self._guarded(super().forward, x)
 
     def forward_features(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         self.check_input_size(x)
-        return super().forward_features(x, *args, **kwargs)
+        return self._guarded(super().forward_features, x, *args, **kwargs)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self._mk_global_pool == "":
@@ -252,6 +287,12 @@ def create_timm_model(
     """The timm path of ``create_model`` (arguments already checked there)."""
     arch = timm_name(entry.name)
     tagged = f"{arch}.{cfg.tag}" if cfg.tag and cfg.source == "timm" else arch
+    family = getattr(entry.family, "name", "")
+    if family in RGB_ONLY and (in_chans or cfg.in_chans) != 3:
+        raise ConfigError(
+            f"{entry.name} takes 3 channels (R, G, B) only: {RGB_ONLY[family]}. Create it with "
+            "in_chans=3 and pick 3 channels of the image, or choose another model."
+        )
     build = dict(kwargs)
     if drop_rate is not None:
         build["drop_rate"] = float(drop_rate)
