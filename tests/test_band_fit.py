@@ -178,3 +178,25 @@ def test_values_outside_the_weights_range_are_warned(tmp_path):
     np.save(floats, scene)
     _, note, _, _ = setup_form.on_fit(str(floats), "timm/resnet18", True, "ssl4eo_s12_all_moco")
     assert "Values:" in note and "reflectance x 10000" in note
+
+
+@pytest.mark.slow
+def test_run_on_weights_without_a_classifier_shows_feature_maps(tmp_path, monkeypatch):
+    """Explore's Run on SSL4EO weights (no head): no prediction error, the feature maps, and a
+    note that says why there are no classes; a head asked for (num_classes) still predicts."""
+    from modelkit.app import explore
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_sensor_hub(tmp_path / "hub", S12)
+    args = (TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco", 13, [], None, ["4"], 5, "auto",
+            "cpu", "fp32")  # fmt: skip
+    out = explore.on_run(*args)
+    status, chart, note, level, *_rest, downloads, last = out
+    assert status == "" and chart is None and note.startswith(explore.NO_CLASSIFIER)
+    assert "native 13-band weights" in note
+    assert level["value"] == 4 and [p.rsplit("/", 1)[-1] for p in downloads] == [
+        "feature_maps.npz"]  # fmt: skip
+    # with a new head asked for, it predicts (random classes, said so)
+    args = (*args[:6], "3", *args[7:])
+    _, chart, note, *_ = explore.on_run(*args)
+    assert chart is not None and "The classifier head is new" in note

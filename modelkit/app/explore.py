@@ -30,14 +30,31 @@ def _level_view(setup: form.Setup, image: ImageArray, level: dict):
     )
 
 
-def _downloads(setup: form.Setup, rows: list[dict], levels: list[dict]) -> list[str]:
+def _downloads(setup: form.Setup, rows: list[dict] | None, levels: list[dict]) -> list[str]:
     arrays = {f"level_{lv['index']}": lv["array"] for lv in levels}
     write = runs.EXPORTS.write
+    files = [str(write("feature_maps.npz", exports.features_npz(arrays)))]
+    if rows is None:  # no classifier: nothing was predicted
+        return files
     return [
         str(write("predictions.csv", exports.predictions_csv(rows))),
         str(write("predictions.json", exports.predictions_json(rows, setup.to_dict()))),
-        str(write("feature_maps.npz", exports.features_npz(arrays))),
+        *files,
     ]
+
+
+NO_CLASSIFIER = (
+    "These weights have no classifier (a feature extractor, e.g. SSL4EO's satellite backbones), "
+    "so there is nothing to predict: the feature maps are under *Feature maps*. Teach it your "
+    "classes on the Teach tab, or set num_classes for a new, random head."
+)
+
+
+def _has_classifier(setup: form.Setup) -> bool:
+    """False for weights published without a head (num_classes 0) when none is asked for."""
+    if setup.num_classes is not None:
+        return setup.num_classes > 0  # 0 asked for: the engine says so in words
+    return bool(get_pretrained_cfg(setup.name).num_classes) or not setup.pretrained
 
 
 def _run_setup(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
@@ -60,17 +77,21 @@ def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels
     setup = runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,
                             top_k, scaling, device, precision)  # fmt: skip
     progress(0.15, desc=runs.model_step(setup))
-    result = runs.run_predict(setup, image)
+    result = runs.run_predict(setup, image) if _has_classifier(setup) else None
     progress(0.6, desc="Computing the feature maps")
-    levels = list(runs.field(runs.run_features(setup, image), "levels"))
+    maps = runs.run_features(setup, image)
+    levels = list(runs.field(maps, "levels"))
     progress(0.8, desc="Drawing the charts")
-    rows = runs.top_rows(result)
-    chart = figures.topk_figure([r["label"] for r in rows], [r["probability"] for r in rows])
-    note = form.prediction_note(
-        bool(runs.field(result, "head_is_random")),
-        len(runs.field(result, "logits")),
-        runs.field(result, "adaptations"),
-    )
+    rows, chart = None, None
+    note = NO_CLASSIFIER + "\n\n" + form.prediction_note(False, 0, runs.field(maps, "adaptations"))
+    if result is not None:
+        rows = runs.top_rows(result)
+        chart = figures.topk_figure([r["label"] for r in rows], [r["probability"] for r in rows])
+        note = form.prediction_note(
+            bool(runs.field(result, "head_is_random")),
+            len(runs.field(result, "logits")),
+            runs.field(result, "adaptations"),
+        )
     choices = [(f"level {lv['index']}", lv["index"]) for lv in levels]
     return (
         "",
