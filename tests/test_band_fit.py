@@ -200,3 +200,39 @@ def test_run_on_weights_without_a_classifier_shows_feature_maps(tmp_path, monkey
     args = (*args[:6], "3", *args[7:])
     _, chart, note, *_ = explore.on_run(*args)
     assert chart is not None and "The classifier head is new" in note
+
+
+@pytest.mark.slow
+def test_teach_on_sensor_weights_uses_the_native_backbone(tmp_path, monkeypatch):
+    """Teach on SSL4EO weights (no head of their own): 13-band tiles whose class is the NIR
+    band's brightness (B8 high or low, every other band the same scene) are learnt from the
+    backbone's features, the weights stay native, and the head predicts unseen tiles."""
+    import numpy as np
+
+    import modelkit
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_sensor_hub(tmp_path / "hub", S12)
+    rng = np.random.default_rng(0)
+    base = rng.integers(800, 3000, size=(13, 48, 48)).astype(np.float32)
+
+    def tile(bright: bool) -> np.ndarray:
+        out = base + rng.normal(0, 150, base.shape).astype(np.float32)
+        out[7] = (6000 if bright else 1500) + rng.normal(0, 300, base.shape[1:])  # B8
+        return np.clip(out, 0, None)
+
+    labels = ["vegetation", "bare"] * 10
+    images = [tile(lab == "vegetation") for lab in labels]
+    head = modelkit.train_head(images, labels, "timm/resnet18", tag="ssl4eo_s12_all_moco",
+                               in_chans=13, folds=5, device="cpu")  # fmt: skip
+    assert head.setup["model"] == S12 and head.linear.in_features == 512
+    assert any("native 13-band weights" in a for a in head.setup["adaptations"])
+    assert head.cv_accuracy >= 0.9, head.cv_accuracy  # chance is 0.5
+    unseen = [tile(True), tile(False)]
+    assert head.predict(unseen, top_k=1)[0].labels[0] == "vegetation"
+    assert head.predict(unseen, top_k=1)[1].labels[0] == "bare"
+    # the control: the same tiles under shuffled labels teach nothing
+    shuffled = list(np.random.default_rng(1).permutation(labels))
+    control = modelkit.train_head(images, shuffled, "timm/resnet18", tag="ssl4eo_s12_all_moco",
+                                  in_chans=13, folds=5, device="cpu")  # fmt: skip
+    assert control.cv_accuracy <= 0.75, control.cv_accuracy

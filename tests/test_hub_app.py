@@ -108,6 +108,7 @@ def test_explore_run_shows_the_download_then_the_result(app, hub):
         page.get_by_role("option", name="timm/resnet18", exact=True).click()
         page.locator("h3", has_text="timm/resnet18").wait_for()  # its card; default tag a1_in1k
         page.get_by_text("a1_in1k").first.wait_for()
+        assert page.get_by_text("not here: downloaded on first use").count() == 1  # the card
         page.locator("#mk-run").click()
         # while the bytes come, the page says which file and how far
         progress = page.get_by_text(DOWNLOADING).first
@@ -124,6 +125,10 @@ def test_explore_run_shows_the_download_then_the_result(app, hub):
         assert len(labels) == 5  # top-5 of the served (random) weights: any labels
         assert page.get_by_text(DOWNLOADING).count() == 0  # the bar is gone with the result
         assert "Traceback" not in page.content()
+        # the card follows: the weights are on this machine now
+        card_line = page.locator("p", has_text="Pretrained tags")  # "... · Weights <where>"
+        card_line.filter(has_text="on this machine").first.wait_for()
+        assert page.get_by_text("not here: downloaded on first use").count() == 0
         page.screenshot(path=str(ARTIFACTS / "hub-download-done.png"), full_page=True)
         browser.close()
     assert hub.repos["timm/resnet18.a1_in1k"].files[FILE].gets == 1

@@ -202,7 +202,9 @@ def build(form: SetupForm, head_path: gr.State) -> None:
     inputs = [form.upload, *form.inputs, method, target, baseline, steps, preset, opacity,
               use_head, head_path]  # fmt: skip
     outputs = [status(), target, bands, heat, notes, shown]
-    button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK, api_visibility="private")
+    explained = button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK,
+                             api_visibility="private")  # fmt: skip
+    form.refresh_card(explained)
     opacity.input(on_opacity, [opacity, shown], [status(), heat], api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden")  # fmt: skip
 

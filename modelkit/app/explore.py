@@ -157,11 +157,12 @@ def build(setup_form: SetupForm) -> gr.State:
 
     model_work = dict(concurrency_id=MODEL_WORK, api_visibility="private")
     level_outputs = [level_info, grid, pca, overlay]
-    run.click(
+    ran = run.click(
         on_run, [setup_form.upload, *setup_form.inputs],
         [status(), chart, pred_note, level, *level_outputs, snippet, downloads, last_run],
         **model_work,
     )  # fmt: skip
+    setup_form.refresh_card(ran)
     level.input(on_level, [level, last_run], [status(), *level_outputs], **model_work)
     weights_button.click(on_weights, last_run, [status(), weights_file], **model_work)
     return last_run

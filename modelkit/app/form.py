@@ -51,7 +51,7 @@ def search_models(
     source: str | None = "",
 ) -> list[dict]:
     """Models whose names match every search term (and the filters), sorted by ``sort``.
-    Parameter counts of timm models show once their card was opened (facts are kept on disk)."""
+    Parameter counts of timm models come from the facts shipped for the pinned timm."""
     if sort not in SORTS:
         raise ConfigError(f"Sort by {sort!r} is not known; use one of {', '.join(SORTS)}.")
     terms = _terms(query)

@@ -46,6 +46,14 @@ class SetupForm:
     scaling: gr.Dropdown
     device: gr.Dropdown
     precision: gr.Dropdown
+    card: gr.Markdown | None = None
+
+    def refresh_card(self, event) -> None:
+        """After a run that may have downloaded weights: the card again, so it says where the
+        weights are now ("on this machine", not "download")."""
+        if self.card is not None:
+            event.success(on_tag, [self.model, self.tag], [status(), self.card],
+                          api_visibility="private", show_progress="hidden")  # fmt: skip
 
     @property
     def inputs(self) -> list:
@@ -331,4 +339,4 @@ def build(demo: gr.Blocks) -> SetupForm:
     demo.load(on_model, [model, wanted_tag], model_outputs, **private)
     demo.load(on_upload, upload, image_outputs, **private)
     return SetupForm(upload, model, pretrained, tag, in_chans, channels, num_classes, levels,
-                     top_k, scaling, device, precision)  # fmt: skip
+                     top_k, scaling, device, precision, card)  # fmt: skip

@@ -252,9 +252,10 @@ def build(form: SetupForm) -> gr.State:
     rename.click(on_rename, [items, picked, new_name], view, **private)
     remove.click(on_remove, [items, picked], view, **private)
     model_work = dict(concurrency_id=MODEL_WORK, **private)
-    train.click(on_train, [items, augment, *form.inputs],
-                [status(), report, table, confusion, wrong, head_file, snippet, head_path,
-                 head_note], **model_work)  # fmt: skip
+    taught = train.click(on_train, [items, augment, *form.inputs],
+                         [status(), report, table, confusion, wrong, head_file, snippet,
+                          head_path, head_note], **model_work)  # fmt: skip
+    form.refresh_card(taught)
     earlier.change(on_head_upload, earlier, [status(), head_path, head_note], **private)
     predict.click(on_predict, [image, head_path, form.top_k], [status(), chart, answer],
                   **model_work)  # fmt: skip
