@@ -31,21 +31,9 @@ def check_size(height: int, width: int) -> None:
         )
 
 
-def _resized_size(height: int, width: int, config: DataConfig) -> tuple[int, int]:
-    """The size ``preprocess`` resizes to before its crop (the data config's crop_mode)."""
-    return plan_crop(height, width, config).resized
-
-
-def _crop_start(resized: int, crop: int) -> int:
-    """Where the centre crop starts in resized pixels (negative: it was padded)."""
-    if resized >= crop:
-        return int(round((resized - crop) / 2.0))
-    return -((crop - resized) // 2)
-
-
-def _axis(source: int, resized: int, crop: int) -> tuple[int, int, int, int]:
-    """(first, last) map rows inside the image, and their (start, stop) in source pixels."""
-    start = _crop_start(resized, crop)
+def _axis(source: int, resized: int, crop: int, start: int) -> tuple[int, int, int, int]:
+    """(first, last) map rows inside the image, and their (start, stop) in source pixels;
+    ``start``: where the crop begins in resized pixels (negative: it was padded)."""
     first, last = max(0, -start), min(crop, resized - start)
     scale = source / resized
     lo = min(source - 1, max(0, int(round((start + first) * scale))))
@@ -70,9 +58,9 @@ def to_image(
         return grid.numpy().astype(np.float32)
     height, width = (int(v) for v in image_hw)
     check_size(height, width)
-    resized = _resized_size(height, width, config)
-    r0, r1, y0, y1 = _axis(height, resized[0], crop_h)
-    c0, c1, x0, x1 = _axis(width, resized[1], crop_w)
+    plan = plan_crop(height, width, config)  # where preprocess put the model's input
+    r0, r1, y0, y1 = _axis(height, plan.resized[0], crop_h, plan.first[0])
+    c0, c1, x0, x1 = _axis(width, plan.resized[1], crop_w, plan.first[1])
     part = grid[r0:r1, c0:c1]
     out = np.zeros((height, width), np.float32)
     if part.numel():
