@@ -115,18 +115,24 @@ def _write_json(path: Path, data: dict) -> None:
 SHIPPED_INDEX = Path(__file__).with_name("timm_index.json.gz")  # scripts/timm_index.py
 
 
+def _read_for_this_timm(path: Path) -> dict | None:
+    """A JSON file (gzipped when it ends in .gz) made for the installed timm, else None."""
+    try:
+        raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, ValueError):
+        return None
+    return data if data.get("timm") == timm_version() else None
+
+
 @functools.lru_cache(maxsize=1)
 def load_index() -> dict:
     """The index for the installed timm: the one shipped with modelkit (for the pinned timm),
     else the one in the cache folder, else built (importing timm) and written there."""
     for path in (SHIPPED_INDEX, cache_dir() / f"index-{timm_version()}.json"):
-        try:
-            raw = path.read_bytes()
-            data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
-            if data.get("timm") == timm_version():
-                return data
-        except (OSError, ValueError):
-            pass
+        data = _read_for_this_timm(path)
+        if data is not None:
+            return data
     data = build_index()
     _write_json(cache_dir() / f"index-{timm_version()}.json", data)
     return data
@@ -235,11 +241,7 @@ _SHIPPED: dict | None = None  # shipped for the pinned timm
 
 
 def _shipped_facts() -> dict:
-    try:
-        data = json.loads(gzip.decompress(SHIPPED_FACTS.read_bytes()))
-    except (OSError, ValueError):
-        return {}
-    return data.get("facts", {}) if data.get("timm") == timm_version() else {}
+    return (_read_for_this_timm(SHIPPED_FACTS) or {}).get("facts", {})
 
 
 def stored_facts() -> dict:
