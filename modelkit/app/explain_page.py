@@ -94,7 +94,7 @@ def passes(method, steps) -> int:
     gradients two per step (forward and backward) + the two ends."""
     if method == "integrated_gradients":
         return 2 * _steps(steps) + 2
-    return {"gradcam": 3, "shapley": 8 * 14}.get(method, 15)
+    return {"gradcam": 3, "shapley": SHAPLEY_SAMPLES * 14}.get(method, 15)
 
 
 def _tab(values) -> dict:
