@@ -73,6 +73,15 @@ def pad_mask(plan) -> torch.Tensor:
     return mask
 
 
+def random_shape(rng, i: int, high: int, *, thin_every: int, thin_below: int) -> tuple[int, int]:
+    """The i-th random (height, width) below ``high``: every ``thin_every``-th a strip (one side
+    below ``thin_below``), every other one transposed (tall and wide both come)."""
+    height, width = (int(v) for v in rng.integers(1, high, size=2))
+    if i % thin_every == 0:
+        height = int(rng.integers(1, thin_below))
+    return (width, height) if i % 2 else (height, width)
+
+
 @pytest.mark.parametrize("mode", CROP_MODES)
 def test_geometry_equals_timms_resize_on_random_shapes(mode):
     # the resized size of timm's first eval step (Resize / ResizeKeepRatio) on a PIL image, and
@@ -80,11 +89,7 @@ def test_geometry_equals_timms_resize_on_random_shapes(mode):
     rng = np.random.default_rng(5)
     first_step = 0
     for i in range(120):
-        height, width = (int(v) for v in rng.integers(1, 700, size=2))
-        if i % 4 == 0:
-            height = int(rng.integers(1, 6))
-        if i % 2:
-            height, width = width, height
+        height, width = random_shape(rng, i, 700, thin_every=4, thin_below=6)
         crop = (int(rng.choice([32, 64, 224])),) * 2 if i % 3 else (48, 80)
         crop_pct = float(rng.choice([0.875, 0.9, 0.95, 1.0]))
         cfg = DataConfig(input_size=(3, *crop), crop_pct=crop_pct, crop_mode=mode)
@@ -185,11 +190,7 @@ def test_window_path_equals_the_full_path(mode, monkeypatch):
     # are tall strips whose height pass runs first (on the transposed image)
     rng = np.random.default_rng(11)
     for i in range(14):
-        height, width = (int(v) for v in rng.integers(1, 400, size=2))
-        if i % 3 == 0:
-            height = int(rng.integers(1, 4))
-        if i % 2:
-            height, width = width, height
+        height, width = random_shape(rng, i, 400, thin_every=3, thin_below=4)
         size = int(rng.choice([32, 64, 96]))
         if i >= 12:
             height, width, size = 30_000, 3 + i - 12, 224
