@@ -80,13 +80,13 @@ def test_meta_build_in_one_thread_leaves_real_builds_in_others_alone():
 
     from torch import nn
 
-    from modelkit.models.info import _params_on_meta
+    from modelkit.models.no_init import params_on_meta
 
     original = nn.Module.register_parameter
     entered, release, inside = threading.Event(), threading.Event(), []
 
     def meta_build():
-        with _params_on_meta():
+        with params_on_meta():
             entered.set()
             release.wait(60)
             inside.append(nn.Linear(2, 2))

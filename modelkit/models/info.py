@@ -3,56 +3,15 @@ the meta device, and ``model_info`` (family, size, accuracy, input, licence, lev
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
-from torch import nn
 
 from modelkit.errors import ModelkitError
 from modelkit.models.features import trace_levels
+from modelkit.models.no_init import params_on_meta
 from modelkit.models.pretrained import weights_on_disk
 from modelkit.models.registry import ModelEntry, get_entry, get_pretrained_cfg
-
-# --- building without weights (meta device) ---------------------------------------------------
-
-
-class _MetaParams(threading.local):
-    """Per-thread switch: while on, new parameters go to the meta device (no memory, no init)."""
-
-    depth = 0
-
-
-_META = _MetaParams()
-_PATCH_LOCK = threading.Lock()
-_patch_users = 0  # threads inside _params_on_meta; the patch is installed while this is > 0
-_original_register = nn.Module.register_parameter
-
-
-def _register_parameter(self, name, param):
-    _original_register(self, name, param)
-    if param is not None and _META.depth:  # other threads see the original behaviour
-        self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
-
-
-@contextmanager
-def _params_on_meta():
-    """Build without weights. ``torch.device("meta")`` cannot: RegNet reads tensor values while
-    it builds. The patch acts only in this thread, so real builds elsewhere are untouched."""
-    global _patch_users
-    with _PATCH_LOCK:
-        _patch_users += 1
-        nn.Module.register_parameter = _register_parameter
-    _META.depth += 1
-    try:
-        yield
-    finally:
-        _META.depth -= 1
-        with _PATCH_LOCK:
-            _patch_users -= 1
-            if not _patch_users:
-                nn.Module.register_parameter = _original_register
 
 
 def _freeze(kwargs: dict) -> tuple:
@@ -65,7 +24,7 @@ def _meta_facts(arch: str, frozen_kwargs: tuple) -> tuple[int, tuple]:
     entry = get_entry(arch)
     kwargs = dict(frozen_kwargs)
     try:
-        with _params_on_meta():
+        with params_on_meta():
             model = entry.builder(**kwargs)
     except Exception as exc:  # a registered builder that is broken: say which model, go on
         raise ModelkitError(
@@ -92,7 +51,7 @@ def build_timm_facts(entry: ModelEntry) -> dict:
 
     try:
         try:
-            with _params_on_meta():
+            with params_on_meta():
                 model = entry.builder()
         except NotImplementedError:  # a few read weights while building: a real build
             model = entry.builder()

@@ -4,9 +4,8 @@ timm models already have forward_features / forward_head / reset_classifier / fe
 forward_intermediates, so no FamilySpec is needed: a mixin (class swapped in place, like the
 torchvision path) only gives them modelkit's contract: NCHW feature maps for ``out_indices``,
 ``global_pool`` 'avg' (the model's own pooling) or '' (none), ``adaptations``, our
-``pretrained_cfg`` and ``data_config``. Weights are read by us (safe loading, Hub cache, offline
-errors), handed to timm as a state dict (so its checkpoint filters run), and the first conv is
-then adapted by modelkit's rules (repeat and scale, rgb_channels, random).
+``pretrained_cfg`` and ``data_config``. Pretrained weights are loaded and adapted in
+``timm_loading``.
 """
 
 from __future__ import annotations
@@ -19,18 +18,17 @@ import torch
 from torch import nn
 
 from modelkit.config import PretrainedCfg, data_config_for
-from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
+from modelkit.errors import ConfigError, ModelkitError
 from modelkit.models.features import (
     FeatureInfo,
     check_fixed_size,
     finish_model,
     resolve_out_indices,
 )
-from modelkit.models.hub import timm_weights, weight_shapes
-from modelkit.models.info import _params_on_meta
-from modelkit.models.pretrained import adapt_input_conv as adapt_filters
 from modelkit.models.pretrained import check_reset, head_note
 from modelkit.models.registry import ModelEntry
+from modelkit.models.timm_loading import build as build_timm
+from modelkit.models.timm_loading import load_pretrained_timm, paths, settings
 from modelkit.models.timm_source import levels_of, timm_name
 
 
@@ -186,67 +184,6 @@ def _swap_class(model: nn.Module, mixin: type) -> None:
 # --- building ---------------------------------------------------------------------------------
 
 
-def _build(entry: ModelEntry, timm_id: str, what: str, **kwargs) -> nn.Module:
-    """timm.create_model with any failure turned into a ConfigError naming model and settings."""
-    import timm
-
-    try:
-        return timm.create_model(timm_id, **kwargs)
-    except ModelkitError:
-        raise
-    except Exception as exc:  # timm raises anything: assertions, TypeErrors for unknown kwargs
-        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ConfigError(
-            f"{entry.name} cannot be built with {what} ({type(exc).__name__}: {text}). "
-            "Change that setting (in_chans, num_classes, img_size) or choose another model."
-        ) from None
-
-
-def _paths(value: str) -> list[str]:
-    return [p for p in (value or "").split(",") if p]
-
-
-def _settings(**kw) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in kw.items() if v is not None) or "default settings"
-
-
-def _adapt_channels(entry, timm_id, model, cfg, in_chans, mode, rgb, build) -> tuple:
-    """Rebuild for ``in_chans`` without initialising (parameters on the meta device) and load
-    the loaded model's weights into it with the first conv(s) adapted by modelkit's rules."""
-    sd = model.state_dict()
-    with _params_on_meta():
-        target = _build(entry, timm_id, _settings(in_chans=in_chans), in_chans=in_chans, **build)
-    shapes = {k: v.shape for k, v in target.state_dict().items()}
-    notes = []
-    for conv in _paths(cfg.first_conv):
-        key = f"{conv}.weight"
-        if key not in sd or key not in shapes:
-            continue
-        want = shapes[key][1]
-        if rgb and want != in_chans:
-            raise ConfigError(
-                f"{entry.name} does not feed the input channels straight into {conv}, so "
-                "in_chans_init='rgb' cannot place R, G, B filters; use 'repeat' or 'random'."
-            )
-        old = sd[key].shape[1]
-        sd[key], how = adapt_filters(sd[key], want, mode, rgb)
-        notes.append(f"{key}: {old} -> {want} channels, {how}")
-    bad = [k for k, s in shapes.items() if k in sd and sd[k].shape != s]
-    if bad:
-        raise ConfigError(
-            f"{entry.name} cannot take in_chans={in_chans} with pretrained weights: besides its "
-            f"first conv, {', '.join(bad[:3])} depend on the channel count. Use in_chans="
-            f"{cfg.in_chans}, or pretrained=False."
-        )
-    try:
-        target.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as exc:
-        raise WeightsLoadError(
-            f"Adapting {entry.name} to {in_chans} channels failed: {str(exc)[:200]}"
-        ) from None
-    return target, notes
-
-
 def _categories(cfg: PretrainedCfg, num_classes: int) -> tuple[str, ...] | None:
     """Label words for ImageNet-1k / 12k / 22k heads (timm ships them)."""
     if cfg.categories is not None:
@@ -299,47 +236,18 @@ def create_timm_model(
     src_chans = cfg.in_chans
     in_chans = in_chans or src_chans
     if load:
-        weights, where = timm_weights(cfg, checkpoint_path, sources)
-        shapes = weight_shapes(weights)
-        head = [f"{c}.weight" for c in _paths(cfg.classifier) if f"{c}.weight" in shapes]
-        src_classes = cfg.num_classes
-        if head and shapes[head[0]][0] - cfg.label_offset != cfg.num_classes:
-            src_classes = int(shapes[head[0]][0])  # a checkpoint with its own head
-        # a file goes to timm by name: a state dict in its cfg would be deep-copied (40 % of a
-        # ResNet-18 build)
-        source = {"state_dict": weights} if isinstance(weights, dict) else {"file": weights}
-        overlay = {**source, "num_classes": src_classes, "input_size": cfg.input_size,
-                   "first_conv": _paths(cfg.first_conv) or None,
-                   "classifier": _paths(cfg.classifier) or None}  # fmt: skip
-        if src_classes != cfg.num_classes:
-            overlay["label_offset"] = 0
-        try:
-            model = _build(entry, tagged, _settings(pretrained=True, **build), pretrained=True,
-                           pretrained_cfg_overlay=overlay, in_chans=src_chans,
-                           num_classes=src_classes, **build)  # fmt: skip
-        except ConfigError as exc:
-            raise WeightsLoadError(
-                f"The weights from {where} do not fit {entry.name}: {exc}"
-            ) from None
-        adaptations = [f"weights loaded from {where}"]
-        if in_chans != src_chans or rgb:
-            build_kw = dict(build, num_classes=src_classes)
-            model, notes = _adapt_channels(
-                entry, tagged, model, cfg, in_chans, in_chans_init, rgb, build_kw
-            )
-            adaptations += notes
-        elif cfg.bands:
-            adaptations.append(
-                f"native {len(cfg.bands)}-band weights ({', '.join(cfg.bands)}): no adaptation"
-            )
+        model, adaptations, src_classes = load_pretrained_timm(
+            entry, tagged, cfg, in_chans=in_chans, mode=in_chans_init, rgb=rgb,
+            checkpoint_path=checkpoint_path, sources=sources, kwargs=build,
+        )  # fmt: skip
     else:
         src_classes = num_classes if num_classes is not None else cfg.num_classes
-        what = _settings(in_chans=in_chans, num_classes=src_classes, **build)
-        model = _build(entry, tagged, what, pretrained=False, in_chans=in_chans,
+        what = settings(in_chans=in_chans, num_classes=src_classes, **build)
+        model = build_timm(entry, tagged, what, pretrained=False, in_chans=in_chans,
                        num_classes=src_classes, **build)  # fmt: skip
         adaptations = []
         if in_chans != 3:
-            conv = _paths(cfg.first_conv)[0] if cfg.first_conv else "first conv"
+            conv = paths(cfg.first_conv)[0] if cfg.first_conv else "first conv"
             adaptations.append(f"{conv}.weight: 3 -> {in_chans} channels, random weights")
 
     target = num_classes if num_classes is not None else src_classes

@@ -1,0 +1,220 @@
+"""Pretrained timm models: timm builds and reads the weights, modelkit adapts and reports.
+
+Weights are found by us (safe loading, Hub cache, offline errors) and handed to timm, so its file
+readers and checkpoint filters run. Three roads, the first that fits:
+
+- without init (the usual one): timm builds with its parameters on the meta device and its own
+  loader assigns the checkpoint's tensors; the first conv is adapted by modelkit's rules
+  (repeat and scale, rgb_channels, random) just before the load. No random initialisation is
+  paid for, which is most of what building a model costs.
+- with init: the same for builders that compute from their weights while they build (Swin's
+  attention masks, hybrid stems) or models timm loads another way; costs what timm's own does.
+- plain (checkpoints with their own head or other keys): timm builds and loads at the
+  checkpoint's class and channel counts, then the model is rebuilt for ``in_chans`` and loaded
+  with the adapted filters. This road also finds the words for every mistake.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+from torch import nn
+
+from modelkit.config import PretrainedCfg
+from modelkit.errors import ConfigError, ModelkitError, WeightsLoadError
+from modelkit.models.hub import timm_weights, weight_shapes
+from modelkit.models.no_init import (
+    NeedsRealInit,
+    has_meta_tensors,
+    loads_assigning,
+    params_on_meta,
+)
+from modelkit.models.pretrained import adapt_input_conv as adapt_filters
+from modelkit.models.registry import ModelEntry
+
+
+def build(entry: ModelEntry, timm_id: str, what: str, **kwargs) -> nn.Module:
+    """timm.create_model with any failure turned into a ConfigError naming model and settings."""
+    import timm
+
+    try:
+        return timm.create_model(timm_id, **kwargs)
+    except ModelkitError:
+        raise
+    except Exception as exc:  # timm raises anything: assertions, TypeErrors for unknown kwargs
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ConfigError(
+            f"{entry.name} cannot be built with {what} ({type(exc).__name__}: {text}). "
+            "Change that setting (in_chans, num_classes, img_size) or choose another model."
+        ) from None
+
+
+def paths(value: str) -> list[str]:
+    return [p for p in (value or "").split(",") if p]
+
+
+def settings(**kw) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kw.items() if v is not None) or "default settings"
+
+
+class _Unfit(Exception):
+    """The checkpoint does not fit the road without init; the plain road takes it."""
+
+
+def _stem_note(key: str, old: int, want: int, how: str) -> str:
+    return f"{key}: {old} -> {want} channels, {how}"
+
+
+def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) -> tuple:
+    """(model, notes): timm builds (parameters on the meta device unless ``init``) and its loader
+    assigns the checkpoint's tensors; ``prepare`` adapts the stem by our rules just before
+    (``first_conv=None`` stops timm doing it its way). _Unfit: the checkpoint's keys or shapes
+    are not the model's; NeedsRealInit (or a timm error): the builder needs real weights."""
+    import timm
+
+    notes: list[str] = []
+    loaded: list[bool] = []
+
+    def prepare(model: nn.Module, sd: dict) -> dict:
+        loaded.append(True)
+        target = model.state_dict()
+        if sd.keys() != target.keys():
+            raise _Unfit
+        if in_chans != cfg.in_chans or rgb:
+            for conv in paths(cfg.first_conv):
+                key = f"{conv}.weight"
+                want, old = target[key].shape[1], sd[key].shape[1]
+                if rgb and want != in_chans:
+                    raise _Unfit  # the plain road says why in words
+                sd[key], how = adapt_filters(sd[key], want, mode, rgb)
+                notes.append(_stem_note(key, old, want, how))
+        for key, want in target.items():
+            if sd[key].shape != want.shape:
+                raise _Unfit
+            if sd[key].dtype != want.dtype and sd[key].is_floating_point():
+                sd[key] = sd[key].to(want.dtype)  # what a copying load would have done
+        return sd
+
+    with nullcontext() if init else params_on_meta(real_buffers=True), loads_assigning(prepare):
+        model = timm.create_model(
+            timm_id, pretrained=True, pretrained_cfg_overlay={**overlay, "first_conv": None},
+            in_chans=in_chans, **kwargs,
+        )  # fmt: skip
+    if not loaded:  # timm loaded it another way (custom_load): the plain road lets it
+        raise _Unfit
+    if has_meta_tensors(model):
+        raise NeedsRealInit(f"{timm_id} kept tensors on the meta device")
+    return model, notes
+
+
+def _without_plain(*args) -> tuple | None:
+    """(model, notes) without init, else with timm's init; None: take the plain road."""
+    for init in (False, True):
+        try:
+            return _assigned(*args, init=init)
+        except _Unfit:
+            return None
+        except Exception:  # noqa: BLE001 - NeedsRealInit, or timm failing: the next road
+            continue  # repeats the build and turns its failure into words
+    return None
+
+
+def _adapt_channels(entry, timm_id, model, cfg, in_chans, mode, rgb, kwargs) -> tuple:
+    """Rebuild for ``in_chans`` and load the loaded model's weights into it with the first
+    conv(s) adapted by modelkit's rules. The rebuild skips the init (parameters on the meta
+    device) unless the builder computes from its weights (Swin's masks, hybrid stems)."""
+    sd = model.state_dict()
+    what = settings(in_chans=in_chans)
+    try:
+        with params_on_meta():
+            target = build(entry, timm_id, what, in_chans=in_chans, **kwargs)
+    except ConfigError:
+        target = None
+    if target is None or any(b.is_meta for b in target.buffers()):
+        target = build(entry, timm_id, what, in_chans=in_chans, **kwargs)
+    shapes = {k: v.shape for k, v in target.state_dict().items()}
+    notes = []
+    for conv in paths(cfg.first_conv):
+        key = f"{conv}.weight"
+        if key not in sd or key not in shapes:
+            continue
+        want = shapes[key][1]
+        if rgb and want != in_chans:
+            raise ConfigError(
+                f"{entry.name} does not feed the input channels straight into {conv}, so "
+                "in_chans_init='rgb' cannot place R, G, B filters; use 'repeat' or 'random'."
+            )
+        old = sd[key].shape[1]
+        sd[key], how = adapt_filters(sd[key], want, mode, rgb)
+        notes.append(_stem_note(key, old, want, how))
+    bad = [k for k, s in shapes.items() if k in sd and sd[k].shape != s]
+    if bad:
+        raise ConfigError(
+            f"{entry.name} cannot take in_chans={in_chans} with pretrained weights: besides its "
+            f"first conv, {', '.join(bad[:3])} depend on the channel count. Use in_chans="
+            f"{cfg.in_chans}, or pretrained=False."
+        )
+    try:
+        target.load_state_dict(sd, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise WeightsLoadError(
+            f"Adapting {entry.name} to {in_chans} channels failed: {str(exc)[:200]}"
+        ) from None
+    return target, notes
+
+
+def _plain(entry, timm_id, cfg, weights, where, in_chans, mode, rgb, kwargs) -> tuple:
+    """(model, notes, source class count) the plain way (see the module's text)."""
+    shapes = weight_shapes(weights)
+    head = [f"{c}.weight" for c in paths(cfg.classifier) if f"{c}.weight" in shapes]
+    src_classes = cfg.num_classes
+    if head and shapes[head[0]][0] - cfg.label_offset != cfg.num_classes:
+        src_classes = int(shapes[head[0]][0])  # a checkpoint with its own head
+    overlay = _overlay(cfg, weights, src_classes)
+    what = settings(pretrained=True, **kwargs)
+    try:
+        model = build(entry, timm_id, what, pretrained=True, pretrained_cfg_overlay=overlay,
+                      in_chans=cfg.in_chans, num_classes=src_classes, **kwargs)  # fmt: skip
+    except ConfigError as exc:
+        raise WeightsLoadError(f"The weights from {where} do not fit {entry.name}: {exc}") from None
+    notes = []
+    if in_chans != cfg.in_chans or rgb:
+        model, notes = _adapt_channels(
+            entry, timm_id, model, cfg, in_chans, mode, rgb, dict(kwargs, num_classes=src_classes)
+        )
+    return model, notes, src_classes
+
+
+def _overlay(cfg: PretrainedCfg, weights, num_classes: int) -> dict:
+    # a file goes to timm by name: a state dict in its cfg is deep-copied (40 % of a ResNet-18
+    # build), so only in-memory weights go as one
+    source = {"state_dict": weights} if isinstance(weights, dict) else {"file": weights}
+    overlay = {**source, "num_classes": num_classes, "input_size": cfg.input_size,
+               "first_conv": paths(cfg.first_conv) or None,
+               "classifier": paths(cfg.classifier) or None}  # fmt: skip
+    if num_classes != cfg.num_classes:
+        overlay["label_offset"] = 0  # the checkpoint's own head: nothing to cut off
+    return overlay
+
+
+def load_pretrained_timm(
+    entry: ModelEntry, timm_id: str, cfg: PretrainedCfg, *, in_chans: int, mode: str,
+    rgb: tuple[int, ...] | None, checkpoint_path, sources: dict, kwargs: dict,
+) -> tuple[nn.Module, list[str], int]:  # fmt: skip
+    """(model with the weights, adaptation report, the checkpoint's class count)."""
+    weights, where = timm_weights(cfg, checkpoint_path, sources)
+    built = _without_plain(
+        timm_id, cfg, _overlay(cfg, weights, cfg.num_classes), in_chans, mode, rgb,
+        dict(kwargs, num_classes=cfg.num_classes),
+    )  # fmt: skip
+    if built is not None:
+        (model, notes), src_classes = built, cfg.num_classes
+    else:
+        model, notes, src_classes = _plain(
+            entry, timm_id, cfg, weights, where, in_chans, mode, rgb, kwargs
+        )
+    notes = [f"weights loaded from {where}", *notes]
+    if in_chans == cfg.in_chans and not rgb and cfg.bands:
+        bands = ", ".join(cfg.bands)
+        notes.append(f"native {len(cfg.bands)}-band weights ({bands}): no adaptation")
+    return model, notes, src_classes
