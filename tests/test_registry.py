@@ -71,6 +71,22 @@ def test_model_info_counts_parameters_without_weights():
     assert big["params"] == 644812894
 
 
+def test_search_shows_sizes_without_building(monkeypatch):
+    """The page's first search lists every model with its size; the built-in models' sizes
+    are shipped (tests/test_sweep.py checks them against builds), so nothing is built."""
+    from modelkit.models import info
+    from modelkit.models.info import model_summaries
+
+    def no_build(*args):
+        raise AssertionError("search built a model")
+
+    monkeypatch.setattr(info, "_meta_facts", no_build)
+    names = [n for s in list_sources(lazy=False) for n in list_models(source=s)]
+    rows = model_summaries(names)
+    assert len(rows) == len(names) == 83
+    assert {r["name"]: r["params"] for r in rows}["regnet_y_128gf"] == 644812894
+
+
 def create_model_plain(name):
     import torchvision
 

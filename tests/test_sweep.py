@@ -45,6 +45,21 @@ def test_registry_holds_every_torchvision_classifier():
     assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(ALL)
 
 
+def test_shipped_sizes_are_the_built_models():
+    """Search shows the sizes shipped in model_sizes.json instead of building 83 models; each
+    must be the parameter count of what create_model builds (else: scripts/model_sizes.py)."""
+    from modelkit.models.info import shipped_sizes
+    from modelkit.models.no_init import params_on_meta
+    from modelkit.models.registry import get_entry
+
+    sizes = shipped_sizes()
+    assert set(sizes) == set(ALL)
+    for name in ALL:
+        with params_on_meta():
+            model = get_entry(name).builder()
+        assert sizes[name] == sum(p.numel() for p in model.parameters()), name
+
+
 @pytest.mark.parametrize("name", ALL)
 @torch.no_grad()
 def test_model_contract(name: str):

@@ -3,7 +3,9 @@ the meta device, and ``model_info`` (family, size, accuracy, input, licence, lev
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -12,6 +14,28 @@ from modelkit.models.features import trace_levels
 from modelkit.models.no_init import params_on_meta
 from modelkit.models.pretrained import weights_on_disk
 from modelkit.models.registry import ModelEntry, get_entry, get_pretrained_cfg
+
+# parameter counts of the built-in models for the pinned torchvision (scripts/model_sizes.py):
+# search shows sizes without building 83 models (13 s on the page's first search)
+SHIPPED_SIZES = Path(__file__).with_name("model_sizes.json")
+
+
+@lru_cache(maxsize=1)
+def shipped_sizes() -> dict[str, int]:
+    """name -> parameter count, when the file was made for the installed torchvision."""
+    import torchvision
+
+    try:
+        data = json.loads(SHIPPED_SIZES.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data["params"] if data.get("torchvision") == torchvision.__version__ else {}
+
+
+def model_params(name: str) -> int:
+    """Parameters of a built-in (non-timm) model as built with default settings."""
+    shipped = shipped_sizes().get(name)
+    return shipped if shipped is not None else _meta_facts(name, ())[0]
 
 
 def _freeze(kwargs: dict) -> tuple:
@@ -157,7 +181,7 @@ def model_summaries(names: list[str]) -> list[dict]:
         if entry.source == "timm":
             params = facts.get(name[len("timm/") :], {}).get("params")
         else:
-            params = _meta_facts(entry.name, ())[0]
+            params = model_params(entry.name)
         out.append({
             "name": name, "family": entry.family.name, "source": entry.source, "params": params,
             "acc@1": cfg.metrics.get("acc@1"), "tags": list(entry.cfgs),
