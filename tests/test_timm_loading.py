@@ -12,9 +12,9 @@ import timm
 import torch
 from torch import nn
 
-from modelkit import WeightsLoadError, create_model
+from modelkit import ConfigError, WeightsLoadError, create_model
 from modelkit.models import timm_loading
-from modelkit.models.no_init import loads_assigning, params_on_meta
+from modelkit.models.no_init import has_meta_tensors, loads_assigning, params_on_meta
 from tests.test_timm_sweep import FAMILIES
 
 
@@ -90,21 +90,32 @@ def test_half_precision_checkpoint_loads_as_float32(tmp_path, roads):
     assert set(roads) == {"without init"}
 
 
-def test_what_the_road_does_not_fit_takes_the_plain_one(tmp_path, roads):
-    # a checkpoint with its own 7-class head: the plain road reads the head's size
+def test_a_checkpoint_with_its_own_head_is_built_again_with_its_class_count(tmp_path, roads):
     def seven(sd):
         return {**sd, "fc.weight": sd["fc.weight"][:7], "fc.bias": sd["fc.bias"][:7]}
 
     path, sd = _checkpoint(tmp_path, "resnet18", edit=seven)
-    model = create_model("timm/resnet18.a1_in1k", checkpoint_path=path)
-    assert model.num_classes == 7 and torch.equal(model.fc.weight, sd["fc.weight"])
-    assert model.categories is None
+    for chans in (3, 5):
+        model = create_model("timm/resnet18.a1_in1k", checkpoint_path=path, in_chans=chans)
+        assert model.num_classes == 7 and torch.equal(model.fc.weight, sd["fc.weight"])
+        assert model.categories is None and not has_meta_tensors(model)
+        stem = model.conv1.weight[:, :3] * chans / 3
+        assert torch.allclose(stem, sd["conv1.weight"], atol=1e-6)
+    assert roads == ["without init"] * 2
+    # asked for 3 classes: the checkpoint's 7-class head is loaded, then replaced
+    model = create_model("timm/resnet18.a1_in1k", checkpoint_path=path, num_classes=3)
+    assert model.fc.out_features == 3
+    assert torch.equal(model.layer4[0].conv1.weight, sd["layer4.0.conv1.weight"])
+
+
+def test_a_stem_that_does_not_take_the_channels_straight_takes_the_plain_road(tmp_path, roads):
+    """TResNet's space-to-depth stem sees 16 x in_chans channels: repeat works, R, G, B filters
+    cannot be placed, and the plain road says so."""
+    path, _ = _checkpoint(tmp_path, "tresnet_m")
+    with pytest.raises(ConfigError, match="does not feed the input channels straight"):
+        create_model("timm/tresnet_m", checkpoint_path=path, in_chans=5, in_chans_init="rgb",
+                     rgb_channels=(0, 1, 2))  # fmt: skip
     assert roads == ["plain"]
-    # ... and with in_chans=5 (the rebuild for 5 channels)
-    model = create_model("timm/resnet18.a1_in1k", checkpoint_path=path, in_chans=5)
-    assert model.num_classes == 7 and torch.equal(model.fc.weight, sd["fc.weight"])
-    assert torch.allclose(model.conv1.weight[:, :3] * 5 / 3, sd["conv1.weight"], atol=1e-6)
-    assert roads == ["plain"] * 2
 
 
 def test_builders_that_compute_from_their_weights_are_built_with_init(tmp_path, roads):

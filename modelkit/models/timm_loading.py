@@ -8,10 +8,12 @@ readers and checkpoint filters run. Three roads, the first that fits:
   (repeat and scale, rgb_channels, random) just before the load. No random initialisation is
   paid for, which is most of what building a model costs.
 - with init: the same for builders that compute from their weights while they build (Swin's
-  attention masks, hybrid stems) or models timm loads another way; costs what timm's own does.
-- plain (checkpoints with their own head or other keys): timm builds and loads at the
-  checkpoint's class and channel counts, then the model is rebuilt for ``in_chans`` and loaded
-  with the adapted filters. This road also finds the words for every mistake.
+  attention masks, hybrid stems); costs what timm's own does.
+  On both, a checkpoint with its own head (another class count) is built again with that count.
+- plain (checkpoints with other keys or shapes, stems that do not take the channels straight,
+  custom loaders): timm builds and loads at the checkpoint's class and channel counts, then
+  the model is rebuilt for ``in_chans`` and loaded with the adapted filters. This road also
+  finds the words for every mistake.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class _Unfit(Exception):
     """The checkpoint does not fit the road without init; the plain road takes it."""
 
 
+class _OwnHead(Exception):
+    """The checkpoint's classifier has its own class count: build again with it."""
+
+    def __init__(self, classes: int):
+        super().__init__(classes)
+        self.classes = classes
+
+
 def _stem_note(key: str, old: int, want: int, how: str) -> str:
     return f"{key}: {old} -> {want} channels, {how}"
 
@@ -88,8 +98,12 @@ def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) ->
                     raise _Unfit  # the plain road says why in words
                 sd[key], how = adapt_filters(sd[key], want, mode, rgb)
                 notes.append(_stem_note(key, old, want, how))
+        heads = {f"{c}.{p}" for c in paths(cfg.classifier) for p in ("weight", "bias")}
         for key, want in target.items():
             if sd[key].shape != want.shape:
+                if key in heads and sd[key].shape[1:] == want.shape[1:]:
+                    # timm cut label_offset rows off (it does when the class count is the cfg's)
+                    raise _OwnHead(sd[key].shape[0] + overlay.get("label_offset", 0))
                 raise _Unfit
             if sd[key].dtype != want.dtype and sd[key].is_floating_point():
                 sd[key] = sd[key].to(want.dtype)  # what a copying load would have done
@@ -107,16 +121,27 @@ def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) ->
     return model, notes
 
 
-def _without_plain(*args) -> tuple | None:
-    """(model, notes) without init, else with timm's init; None: take the plain road."""
-    for init in (False, True):
+def _without_plain(timm_id, cfg, weights, in_chans, mode, rgb, kwargs) -> tuple | None:
+    """(model, notes, class count) without init, else with timm's init; None: the plain road.
+    A checkpoint with its own head is built again with its class count."""
+    classes, init = cfg.num_classes, False
+    while True:
         try:
-            return _assigned(*args, init=init)
+            model, notes = _assigned(
+                timm_id, cfg, _overlay(cfg, weights, classes), in_chans, mode, rgb,
+                dict(kwargs, num_classes=classes), init=init,
+            )  # fmt: skip
+            return model, notes, classes
+        except _OwnHead as head:
+            if classes != cfg.num_classes or head.classes == classes:
+                return None
+            classes = head.classes
         except _Unfit:
             return None
         except Exception:  # noqa: BLE001 - NeedsRealInit, or timm failing: the next road
-            continue  # repeats the build and turns its failure into words
-    return None
+            if init:  # repeats the build and turns its failure into words
+                return None
+            init = True
 
 
 def _adapt_channels(entry, timm_id, model, cfg, in_chans, mode, rgb, kwargs) -> tuple:
@@ -203,12 +228,9 @@ def load_pretrained_timm(
 ) -> tuple[nn.Module, list[str], int]:  # fmt: skip
     """(model with the weights, adaptation report, the checkpoint's class count)."""
     weights, where = timm_weights(cfg, checkpoint_path, sources)
-    built = _without_plain(
-        timm_id, cfg, _overlay(cfg, weights, cfg.num_classes), in_chans, mode, rgb,
-        dict(kwargs, num_classes=cfg.num_classes),
-    )  # fmt: skip
+    built = _without_plain(timm_id, cfg, weights, in_chans, mode, rgb, kwargs)
     if built is not None:
-        (model, notes), src_classes = built, cfg.num_classes
+        model, notes, src_classes = built
     else:
         model, notes, src_classes = _plain(
             entry, timm_id, cfg, weights, where, in_chans, mode, rgb, kwargs
