@@ -4,6 +4,7 @@ reads it through ``SetupForm.inputs``; its handlers only fill the form."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from modelkit.images.preprocess import SCALINGS, as_chw, band_limits
 from modelkit.models import sensors
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_families, list_sources, split_name
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [
@@ -51,8 +54,8 @@ class SetupForm:
     def refresh_card(self, event) -> None:
         """After a run that may have downloaded weights: the card again, so it says where the
         weights are now ("on this machine", not "download")."""
-        if self.card is not None:
-            event.success(on_tag, [self.model, self.tag], [status(), self.card],
+        if self.card is not None:  # the status line stays the run's (its error, if it gave one)
+            event.success(card_again, [self.model, self.tag], [self.card],
                           api_visibility="private", show_progress="hidden")  # fmt: skip
 
     @property
@@ -95,10 +98,23 @@ def on_model(name, wanted_tag=""):
     )
 
 
+def _card(name, tag) -> str:
+    return form.model_card(model_info(f"{split_name(name)[0]}.{tag}" if tag else name))
+
+
 @guarded
 def on_tag(name, tag):
     """Another tag: the card of those weights (sensor weights name their bands there)."""
-    return "", form.model_card(model_info(f"{split_name(name)[0]}.{tag}" if tag else name))
+    return "", _card(name, tag)
+
+
+def card_again(name, tag):
+    """The card after a run, leaving the status line alone; unchanged if it cannot be made."""
+    try:
+        return _card(name, tag)
+    except Exception:  # noqa: BLE001 - cosmetic: the card shown stays
+        log.exception("the model card could not be made again")
+        return gr.update()
 
 
 @guarded
