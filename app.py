@@ -59,17 +59,18 @@ demo.queue(
 
 
 def warm_model_facts() -> None:
-    """Fill model_info's cache before serving: searches are then quick, and no meta-device build
-    (which patches torch globally in modelkit.models.factory) can run beside a real model build.
-    A model whose facts fail (a broken registered model) is logged and does not stop the app."""
-    from modelkit.models.info import model_info
+    """Compute the sizes search shows for models whose sizes are not shipped (those a deployer
+    registered; all built-in ones if torchvision is not the pinned version), so that the first
+    search is quick. A model whose facts fail (a broken registered model) is logged and does not
+    stop the app."""
+    from modelkit.models.info import model_params, shipped_sizes
     from modelkit.models.registry import list_models
 
-    # timm's 1,371 models are not warmed: their facts are computed on first look, kept on disk;
-    # models a deployer registered are (a broken one is named in the log)
-    for name in [n for n in list_models() if not n.startswith("timm/")]:
+    # timm's 1,371 models are not warmed: their sizes ship with modelkit for the pinned timm
+    shipped = shipped_sizes()
+    for name in [n for n in list_models() if not n.startswith("timm/") and n not in shipped]:
         try:
-            model_info(name)
+            model_params(name)
         except Exception:  # noqa: BLE001 - one broken model must not keep the others offline
             log.warning("model %s: its facts could not be computed", name, exc_info=True)
 

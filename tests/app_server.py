@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
-START_TIMEOUT_S = 180  # the app warms every model's facts before it listens (slow on 2 cores)
+START_TIMEOUT_S = 180  # a start under load on 2 cores (import, page build, launch)
 
 LAUNCHER = """\
 import logging, sys
