@@ -19,6 +19,7 @@ filters) fill a model that was never initialised.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 
 from torch import nn
@@ -74,7 +75,7 @@ def _register_on_meta(self, name, param):
 
 
 def _register_real_buffer(self, name, tensor, persistent=True):
-    if _BUFFER.value and _REGISTER.value and not persistent and getattr(tensor, "is_meta", 0):
+    if _BUFFER.value and _REGISTER.value and not persistent and getattr(tensor, "is_meta", False):
         raise NeedsRealInit(f"{type(self).__name__}.{name} is computed from its parameters")
     _BUFFER.original(self, name, tensor, persistent)
 
@@ -84,7 +85,10 @@ def _load_prepared(self, state_dict, strict=True, assign=False):
     if prepare is None:
         return _LOAD.original(self, state_dict, strict=strict, assign=assign)
     _LOAD.value = None  # only the first load (the whole model's) is taken over
-    state_dict = prepare(self, dict(state_dict))
+    metadata = getattr(state_dict, "_metadata", None)  # module versions, as torch keeps them
+    state_dict = OrderedDict(prepare(self, dict(state_dict)))
+    if metadata is not None:
+        state_dict._metadata = metadata
     on_meta, _REGISTER.value = _REGISTER.value, None  # assigned parameters stay where they are
     try:
         return _LOAD.original(self, state_dict, strict=True, assign=True)
