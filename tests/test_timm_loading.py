@@ -80,6 +80,28 @@ def test_without_init_gives_timms_own_load(arch, suffix, tmp_path, roads):
     assert set(roads) == {"without init"}
 
 
+def test_shared_parameters_stay_shared(tmp_path, roads):
+    """CoaT shares its position-encoding modules between blocks: 220 parameter names point to
+    tensors other names own. Loaded by assignment, they must still be the same tensors."""
+    path, _ = _checkpoint(tmp_path, "coat_tiny", img_size=32)
+    model = _same_as_timm("coat_tiny", path, 3, 32, img_size=32)
+
+    def shared(m):
+        return len(list(m.named_parameters(remove_duplicate=False))) - len(list(m.parameters()))
+
+    assert shared(model) == shared(timm.create_model("coat_tiny", img_size=32)) == 220
+    assert roads == ["without init"]
+    # one parameter registered in two modules (tied weights) is one tensor again after the load
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    source = {k: torch.randn(v.shape) for k, v in tied.state_dict().items()}
+    source["1.weight"] = source["0.weight"]
+    with params_on_meta(), loads_assigning(lambda model, sd: sd):
+        tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+        tied[1].weight = tied[0].weight
+        tied.load_state_dict(source)
+    assert tied[1].weight is tied[0].weight and torch.equal(tied[0].weight, source["0.weight"])
+
+
 def test_half_precision_checkpoint_loads_as_float32(tmp_path, roads):
     def half(sd):
         return {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}

@@ -70,7 +70,7 @@ _LOAD = _ThreadPatch("load_state_dict")
 
 def _register_on_meta(self, name, param):
     _REGISTER.original(self, name, param)
-    if param is not None and _REGISTER.value:
+    if param is not None and _REGISTER.value and not param.is_meta:  # a meta one may be tied
         self._parameters[name] = nn.Parameter(param.to("meta"), param.requires_grad)
 
 
@@ -89,11 +89,35 @@ def _load_prepared(self, state_dict, strict=True, assign=False):
     state_dict = OrderedDict(prepare(self, dict(state_dict)))
     if metadata is not None:
         state_dict._metadata = metadata
+    ties = _ties(self)
     on_meta, _REGISTER.value = _REGISTER.value, None  # assigned parameters stay where they are
     try:
-        return _LOAD.original(self, state_dict, strict=True, assign=True)
+        result = _LOAD.original(self, state_dict, strict=True, assign=True)
+        _tie_again(self, ties)
+        return result
     finally:
         _REGISTER.value = on_meta
+
+
+def _ties(model: nn.Module) -> list[list[str]]:
+    """Names of the tensors a model shares between modules (CoaT's shared position encodings):
+    an assigning load gives each name its own tensor, so they are tied again after it."""
+    names: dict[int, list[str]] = {}
+    for name, tensor in (*model.named_parameters(remove_duplicate=False),
+                         *model.named_buffers(remove_duplicate=False)):  # fmt: skip
+        names.setdefault(id(tensor), []).append(name)
+    return [group for group in names.values() if len(group) > 1]
+
+
+def _tie_again(model: nn.Module, ties: list[list[str]]) -> None:
+    for first, *others in ties:
+        owner, _, attr = first.rpartition(".")
+        tensor = getattr(model.get_submodule(owner), attr)
+        for name in others:
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            table = module._parameters if attr in module._parameters else module._buffers
+            table[attr] = tensor
 
 
 @contextmanager
