@@ -130,14 +130,14 @@ def test_a_checkpoint_with_its_own_head_is_built_again_with_its_class_count(tmp_
     assert torch.equal(model.layer4[0].conv1.weight, sd["layer4.0.conv1.weight"])
 
 
-def test_a_stem_that_does_not_take_the_channels_straight_takes_the_plain_road(tmp_path, roads):
+def test_a_stem_that_does_not_take_the_channels_straight_is_refused_in_words(tmp_path, roads):
     """TResNet's space-to-depth stem sees 16 x in_chans channels: repeat works, R, G, B filters
-    cannot be placed, and the plain road says so."""
+    cannot be placed, and the first build says so (no second build)."""
     path, _ = _checkpoint(tmp_path, "tresnet_m")
     with pytest.raises(ConfigError, match="does not feed the input channels straight"):
         create_model("timm/tresnet_m", checkpoint_path=path, in_chans=5, in_chans_init="rgb",
                      rgb_channels=(0, 1, 2))  # fmt: skip
-    assert roads == ["plain"]
+    assert roads == []
 
 
 def test_builders_that_compute_from_their_weights_are_built_with_init(tmp_path, roads):

@@ -100,8 +100,9 @@ def _load_prepared(self, state_dict, strict=True, assign=False):
 
 
 def _ties(model: nn.Module) -> list[list[str]]:
-    """Names of the tensors a model shares between modules (CoaT's shared position encodings):
-    an assigning load gives each name its own tensor, so they are tied again after it."""
+    """Names under which one tensor appears. A module shared whole (CoaT's position encodings)
+    stays shared through an assigning load; a Parameter registered in two modules (tied
+    weights) would become two tensors, so the names are tied again after it."""
     names: dict[int, list[str]] = {}
     for name, tensor in (*model.named_parameters(remove_duplicate=False),
                          *model.named_buffers(remove_duplicate=False)):  # fmt: skip

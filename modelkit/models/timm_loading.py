@@ -10,10 +10,9 @@ readers and checkpoint filters run. Three roads, the first that fits:
 - with init: the same for builders that compute from their weights while they build (Swin's
   attention masks, hybrid stems); costs what timm's own does.
   On both, a checkpoint with its own head (another class count) is built again with that count.
-- plain (checkpoints with other keys or shapes, stems that do not take the channels straight,
-  custom loaders): timm builds and loads at the checkpoint's class and channel counts, then
-  the model is rebuilt for ``in_chans`` and loaded with the adapted filters. This road also
-  finds the words for every mistake.
+- plain (checkpoints with other keys or shapes, custom loaders): timm builds and loads at the
+  checkpoint's class and channel counts, then the model is rebuilt for ``in_chans`` and loaded
+  with the adapted filters. This road also says in words why a checkpoint does not fit.
 """
 
 from __future__ import annotations
@@ -71,11 +70,26 @@ class _OwnHead(Exception):
         self.classes = classes
 
 
-def _stem_note(key: str, old: int, want: int, how: str) -> str:
-    return f"{key}: {old} -> {want} channels, {how}"
+def _adapt_stem(name: str, sd: dict, shapes: dict, cfg, in_chans: int, mode: str, rgb) -> list:
+    """The first conv(s) in ``sd`` adapted in place to the ``shapes`` of the model they go into,
+    by modelkit's rules; the notes for the report."""
+    notes = []
+    for conv in paths(cfg.first_conv):
+        key = f"{conv}.weight"
+        if key not in sd or key not in shapes:
+            continue
+        want, old = shapes[key][1], sd[key].shape[1]
+        if rgb and want != in_chans:
+            raise ConfigError(
+                f"{name} does not feed the input channels straight into {conv}, so "
+                "in_chans_init='rgb' cannot place R, G, B filters; use 'repeat' or 'random'."
+            )
+        sd[key], how = adapt_filters(sd[key], want, mode, rgb)
+        notes.append(f"{key}: {old} -> {want} channels, {how}")
+    return notes
 
 
-def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) -> tuple:
+def _assigned(name, timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) -> tuple:
     """(model, notes): timm builds (parameters on the meta device unless ``init``) and its loader
     assigns the checkpoint's tensors; ``prepare`` adapts the stem by our rules just before
     (``first_conv=None`` stops timm doing it its way). _Unfit: the checkpoint's keys or shapes
@@ -91,13 +105,8 @@ def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) ->
         if sd.keys() != target.keys():
             raise _Unfit
         if in_chans != cfg.in_chans or rgb:
-            for conv in paths(cfg.first_conv):
-                key = f"{conv}.weight"
-                want, old = target[key].shape[1], sd[key].shape[1]
-                if rgb and want != in_chans:
-                    raise _Unfit  # the plain road says why in words
-                sd[key], how = adapt_filters(sd[key], want, mode, rgb)
-                notes.append(_stem_note(key, old, want, how))
+            shapes = {k: v.shape for k, v in target.items()}
+            notes.extend(_adapt_stem(name, sd, shapes, cfg, in_chans, mode, rgb))
         heads = {f"{c}.{p}" for c in paths(cfg.classifier) for p in ("weight", "bias")}
         for key, want in target.items():
             if sd[key].shape != want.shape:
@@ -121,17 +130,19 @@ def _assigned(timm_id, cfg, overlay, in_chans, mode, rgb, kwargs, init: bool) ->
     return model, notes
 
 
-def _without_plain(timm_id, cfg, weights, in_chans, mode, rgb, kwargs) -> tuple | None:
+def _without_plain(name, timm_id, cfg, weights, in_chans, mode, rgb, kwargs) -> tuple | None:
     """(model, notes, class count) without init, else with timm's init; None: the plain road.
     A checkpoint with its own head is built again with its class count."""
     classes, init = cfg.num_classes, False
     while True:
         try:
             model, notes = _assigned(
-                timm_id, cfg, _overlay(cfg, weights, classes), in_chans, mode, rgb,
+                name, timm_id, cfg, _overlay(cfg, weights, classes), in_chans, mode, rgb,
                 dict(kwargs, num_classes=classes), init=init,
             )  # fmt: skip
             return model, notes, classes
+        except ModelkitError:  # a setting the weights cannot take, said in words
+            raise
         except _OwnHead as head:
             if classes != cfg.num_classes or head.classes == classes:
                 return None
@@ -158,20 +169,7 @@ def _adapt_channels(entry, timm_id, model, cfg, in_chans, mode, rgb, kwargs) -> 
     if target is None or any(b.is_meta for b in target.buffers()):
         target = build(entry, timm_id, what, in_chans=in_chans, **kwargs)
     shapes = {k: v.shape for k, v in target.state_dict().items()}
-    notes = []
-    for conv in paths(cfg.first_conv):
-        key = f"{conv}.weight"
-        if key not in sd or key not in shapes:
-            continue
-        want = shapes[key][1]
-        if rgb and want != in_chans:
-            raise ConfigError(
-                f"{entry.name} does not feed the input channels straight into {conv}, so "
-                "in_chans_init='rgb' cannot place R, G, B filters; use 'repeat' or 'random'."
-            )
-        old = sd[key].shape[1]
-        sd[key], how = adapt_filters(sd[key], want, mode, rgb)
-        notes.append(_stem_note(key, old, want, how))
+    notes = _adapt_stem(entry.name, sd, shapes, cfg, in_chans, mode, rgb)
     bad = [k for k, s in shapes.items() if k in sd and sd[k].shape != s]
     if bad:
         raise ConfigError(
@@ -228,7 +226,7 @@ def load_pretrained_timm(
 ) -> tuple[nn.Module, list[str], int]:  # fmt: skip
     """(model with the weights, adaptation report, the checkpoint's class count)."""
     weights, where = timm_weights(cfg, checkpoint_path, sources)
-    built = _without_plain(timm_id, cfg, weights, in_chans, mode, rgb, kwargs)
+    built = _without_plain(entry.name, timm_id, cfg, weights, in_chans, mode, rgb, kwargs)
     if built is not None:
         model, notes, src_classes = built
     else:
