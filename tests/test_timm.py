@@ -215,6 +215,16 @@ def test_adaptation_matches_timms_own(tmp_path):
                                                      sd["layer4.0.conv1.weight"])  # fmt: skip
 
 
+def save_weights(sd: dict, path) -> None:
+    """A state dict as a .safetensors file or a torch one, by the file's name."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    else:
+        torch.save(sd, path)
+
+
 def _fake_hub(root, repo, filename, sd, revision="0" * 40):
     """A Hugging Face cache holding ``filename`` of ``repo`` (what a download leaves)."""
     folder = root / f"models--{repo.replace('/', '--')}"
@@ -222,12 +232,7 @@ def _fake_hub(root, repo, filename, sd, revision="0" * 40):
     snap.mkdir(parents=True)
     (folder / "refs").mkdir()
     (folder / "refs" / "main").write_text(revision)
-    if filename.endswith(".safetensors"):
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(snap / filename))
-    else:
-        torch.save(sd, snap / filename)
+    save_weights(sd, snap / filename)
 
 
 def test_offline_error_names_the_file_and_where(tmp_path, monkeypatch):

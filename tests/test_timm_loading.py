@@ -15,6 +15,7 @@ from torch import nn
 from modelkit import ConfigError, WeightsLoadError, create_model
 from modelkit.models import timm_loading
 from modelkit.models.no_init import has_meta_tensors, loads_assigning, params_on_meta
+from tests.test_timm import save_weights
 from tests.test_timm_sweep import FAMILIES
 
 
@@ -43,12 +44,7 @@ def _checkpoint(tmp_path, arch: str, suffix: str = ".pth", edit=None, **kwargs):
     if edit:
         sd = edit(sd)
     path = tmp_path / f"{arch}{suffix}"
-    if suffix == ".safetensors":
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
-    else:
-        torch.save(sd, path)
+    save_weights(sd, path)
     return str(path), sd
 
 
