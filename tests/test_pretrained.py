@@ -27,7 +27,7 @@ FIRST_CONVS = [
 
 
 def _first_conv(model) -> torch.Tensor:
-    return model.get_submodule(model._mk_spec.first_conv).weight.detach()
+    return model.get_submodule(model.modelkit.spec.first_conv).weight.detach()
 
 
 def _expected(weight: torch.Tensor, n: int) -> torch.Tensor:

@@ -78,10 +78,10 @@ def band_importance(scorer, x, logits, target: int, baseline: torch.Tensor, chun
 
 def shared_filter_groups(model) -> list[list[int]]:
     """Groups of input channels whose first-conv filters are identical (repeated RGB filters)."""
-    spec = getattr(model, "_mk_spec", None)
-    if spec is None:
+    record = getattr(model, "modelkit", None)
+    if record is None or record.spec is None:
         return []
-    weight = model.get_submodule(spec.first_conv).weight.detach()
+    weight = model.get_submodule(record.spec.first_conv).weight.detach()
     groups: list[list[int]] = []
     for c in range(weight.shape[1]):
         for group in groups:

@@ -25,10 +25,17 @@ from modelkit.models.features import run_step, to_nchw
 def resolve_level(model: nn.Module, layer) -> tuple[int, str]:
     """(step index, description) of ``layer``: None (the default level), a feature-level index
     (negatives from the end) or a step/module name such as 'layer3' or 'features.5'."""
-    levels, steps = model._mk_levels, model._mk_steps
+    record = model.modelkit
+    if not record.runs_as_steps:
+        raise ConfigError(
+            f"Grad-CAM cannot look inside {record.name}: it is not one of the families modelkit "
+            "runs step by step (torchvision's and EfficientNet-Lite). Use band importance "
+            "(method='bands') or integrated gradients, which work for every model."
+        )
+    levels, steps = record.levels, record.steps
     if layer is None:
         # a ViT's last block changes the class token alone: gradients at its patch tokens are 0
-        pick = -2 if model._mk_spec.layout == "tokens" and len(levels) > 1 else -1
+        pick = -2 if record.spec.layout == "tokens" and len(levels) > 1 else -1
         level = levels[pick]
         return level["step"], f"level {level['index']} ({level['module']})"
     if isinstance(layer, str) and not layer.strip().lstrip("-").isdigit():
@@ -37,7 +44,7 @@ def resolve_level(model: nn.Module, layer) -> tuple[int, str]:
             return steps.index(name), name
         names = ", ".join(lv["module"] for lv in levels)
         raise ConfigError(
-            f"layer={layer!r} is not a step of {model._mk_spec.name}; give a feature level's "
+            f"layer={layer!r} is not a step of {record.spec.name}; give a feature level's "
             f"index (0 to {len(levels) - 1}) or one of its levels' names: {names}."
         )
     if isinstance(layer, bool) or not isinstance(layer, int | str):
@@ -65,15 +72,16 @@ def _from_nchw(grid: torch.Tensor, layout: str, native: torch.Tensor) -> torch.T
 def split_forward(scorer, x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, the level's (N, C, h, w) grid in the graph) for ``x``."""
     model = scorer.model
+    record = model.modelkit
     model.check_input_size(x)
     with scorer.autocast():
         a = x
-        for name in model._mk_steps[: step + 1]:
+        for name in record.steps[: step + 1]:
             a = run_step(model, name, a)
-        layout = model._mk_layouts[step]
+        layout = record.layouts[step]
         grid = to_nchw(model, a, layout, tuple(x.shape[-2:]))
         a = _from_nchw(grid, layout, a)
-        for name in model._mk_steps[step + 1 :]:
+        for name in record.steps[step + 1 :]:
             a = run_step(model, name, a)
         logits = scorer.from_features(a)
     return logits.float(), grid

@@ -213,16 +213,10 @@ def check_fixed_size(x: torch.Tensor, size: tuple[int, int] | None, who: str,
         )
 
 
-def finish_model(model: nn.Module, num_classes: int, global_pool: str | None,
-                 features_only: bool, out_indices, to_features: Callable) -> nn.Module:  # fmt: skip
-    """The end of create_model for every source: the pooling asked for, eval mode, and
-    ``to_features`` (the source's own cut) when features_only."""
-    if global_pool is not None:
-        if global_pool == "" and num_classes:
-            raise ConfigError(
-                f"global_pool='' (no pooling) works only with num_classes=0, got {num_classes}."
-            )
-        model._mk_global_pool = global_pool
+def finish_model(model: nn.Module, features_only: bool, out_indices, to_features: Callable
+                 ) -> nn.Module:  # fmt: skip
+    """The end of create_model for every source: eval mode, and ``to_features`` (the source's
+    own cut) when features_only."""
     model.eval()
     if features_only:
         to_features(model, out_indices)
@@ -232,21 +226,16 @@ def finish_model(model: nn.Module, num_classes: int, global_pool: str | None,
 
 
 class StepsMixin:
-    """forward_features / forward_intermediates for a model with ``_mk_spec`` and ``_mk_levels``."""
-
-    _mk_spec: FamilySpec
-    _mk_steps: list[str]
-    _mk_layouts: list[str]
-    _mk_levels: list[dict]
-
-    _mk_fixed_size: tuple[int, int] | None = None
+    """forward_features / forward_intermediates for a model run as steps (``model.modelkit``
+    holds its spec, steps, layouts and levels)."""
 
     def check_input_size(self, x: torch.Tensor) -> None:
-        check_fixed_size(x, self._mk_fixed_size, f"{self._mk_spec.name} models take")
+        record = self.modelkit
+        check_fixed_size(x, record.fixed_size, f"{record.spec.name} models take")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x)
-        for step in self._mk_steps:
+        for step in self.modelkit.steps:
             x = run_step(self, step, x)
         return x
 
@@ -255,13 +244,14 @@ class StepsMixin:
     ) -> list[torch.Tensor]:
         """NCHW maps of the requested levels; nothing after the deepest of them is computed."""
         self.check_input_size(x)
-        indices = resolve_out_indices(out_indices, len(self._mk_levels))
-        at = {self._mk_levels[i]["step"]: i for i in indices}
+        record = self.modelkit
+        indices = resolve_out_indices(out_indices, len(record.levels))
+        at = {record.levels[i]["step"]: i for i in indices}
         last, in_hw, found = max(at), tuple(x.shape[-2:]), {}
-        for i, step in enumerate(self._mk_steps[: last + 1]):
+        for i, step in enumerate(record.steps[: last + 1]):
             x = run_step(self, step, x)
             if i in at:
-                found[at[i]] = to_nchw(self, x, self._mk_layouts[i], in_hw)
+                found[at[i]] = to_nchw(self, x, record.layouts[i], in_hw)
         return [found[i] for i in indices]
 
 
@@ -276,7 +266,8 @@ class FeaturesMixin(StepsMixin):
 
 def prune_for_features(model: nn.Module, last_step: int) -> None:
     """Drop the modules a features_only model never runs (steps after the deepest level, head)."""
-    unused = model._mk_steps[last_step + 1 :] + expand_steps(model, model._mk_spec.head)
+    record = model.modelkit
+    unused = record.steps[last_step + 1 :] + expand_steps(model, record.spec.head)
     for path in unused:
         if not path.startswith("@"):
             model.set_submodule(path, nn.Identity())

@@ -27,8 +27,6 @@ from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableErr
 
 CONNECT_TIMEOUT_S = 1.0  # no network -> an error within a second
 DOWNLOAD_TIMEOUT_S = 10.0  # socket timeout per read once connected; one try, no retry loop
-IN_CHANS_INITS = ("repeat", "rgb", "random")
-GLOBAL_POOLS = ("avg", "")
 
 
 def offline() -> bool:
@@ -160,32 +158,6 @@ def find_state_dict(
 # --- first conv -------------------------------------------------------------------------------
 
 
-def check_in_chans_args(in_chans: int, in_chans_init: str, rgb_channels) -> tuple[int, ...] | None:
-    if in_chans_init not in IN_CHANS_INITS:
-        raise ConfigError(
-            f"in_chans_init={in_chans_init!r} is not known; use one of {', '.join(IN_CHANS_INITS)}."
-        )
-    if in_chans_init != "rgb":
-        if rgb_channels is not None:
-            raise ConfigError(
-                "rgb_channels is only used with in_chans_init='rgb'; set both or neither."
-            )
-        return None
-    if rgb_channels is None or isinstance(rgb_channels, str) or len(rgb_channels) != 3:
-        raise ConfigError(
-            f"in_chans_init='rgb' needs rgb_channels=(r, g, b), three input channel numbers "
-            f"from 0 to {in_chans - 1}; got {rgb_channels!r}."
-        )
-    chans = tuple(rgb_channels)
-    if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < in_chans for c in chans):
-        raise ConfigError(
-            f"rgb_channels={chans!r}: each must be a channel number from 0 to {in_chans - 1}."
-        )
-    if len(set(chans)) != 3:
-        raise ConfigError(f"rgb_channels={chans!r} repeats a channel; name three different ones.")
-    return chans
-
-
 def adapt_input_conv(
     weight: torch.Tensor,
     in_chans: int,
@@ -235,36 +207,6 @@ def set_conv_in_chans(conv: nn.Module, weight: torch.Tensor) -> None:
 
 
 # --- classifier head --------------------------------------------------------------------------
-
-
-def check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ConfigError(
-            f"num_classes={num_classes!r} is not valid; use a whole number >= 1 "
-            "(or 0 for pooled features without a classifier)."
-        )
-    return num_classes
-
-
-def check_global_pool(global_pool) -> str:
-    if global_pool not in GLOBAL_POOLS:
-        raise ConfigError(
-            f"global_pool={global_pool!r} is not supported; use 'avg' (the family's own pooling) "
-            "or '' (no pooling, with num_classes=0)."
-        )
-    return global_pool
-
-
-def check_reset(num_classes, global_pool, current_pool: str) -> tuple[int, str]:
-    """(num_classes, pool) for ``reset_classifier``: checked, the pool kept when None."""
-    num_classes = check_num_classes(num_classes)
-    pool = current_pool if global_pool is None else check_global_pool(global_pool)
-    if pool == "" and num_classes:
-        raise ConfigError(
-            f"global_pool='' (no pooling) works only with num_classes=0, got num_classes="
-            f"{num_classes}; use global_pool='avg' to classify."
-        )
-    return num_classes, pool
 
 
 def head_note(path: str, num_classes: int) -> str:

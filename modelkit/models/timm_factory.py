@@ -19,14 +19,11 @@ from torch import nn
 
 from modelkit.config import PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, ModelkitError
-from modelkit.models.features import (
-    FeatureInfo,
-    check_fixed_size,
-    finish_model,
-    resolve_out_indices,
-)
-from modelkit.models.pretrained import check_reset, head_note
-from modelkit.models.registry import ModelEntry
+from modelkit.models.arguments import check_reset
+from modelkit.models.features import FeatureInfo, check_fixed_size, resolve_out_indices
+from modelkit.models.pretrained import head_note
+from modelkit.models.record import ModelRecord, swap_class
+from modelkit.models.request import ModelRequest, random_parts
 from modelkit.models.timm_loading import build as build_timm
 from modelkit.models.timm_loading import load_pretrained_timm, paths, settings
 from modelkit.models.timm_source import levels_of, timm_name
@@ -91,11 +88,8 @@ def _off_config_error(model, x: torch.Tensor, exc: Exception) -> ConfigError | N
 class TimmMixin:
     """modelkit's classifier contract over a timm model's own methods."""
 
-    _mk_global_pool: str = "avg"
-    _mk_fixed_size: tuple[int, int] | None = None
-
     def check_input_size(self, x: torch.Tensor) -> None:
-        check_fixed_size(x, self._mk_fixed_size, f"{self.pretrained_cfg.architecture} takes",
+        check_fixed_size(x, self.modelkit.fixed_size, f"{self.pretrained_cfg.architecture} takes",
                          f", or create the model with img_size={x.shape[-1]}")  # fmt: skip
 
     def _guarded(self, run, x: torch.Tensor, *args, **kwargs):
@@ -112,7 +106,7 @@ class TimmMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x)
-        if self._mk_global_pool == "":
+        if self.modelkit.global_pool == "":
             return self.forward_features(x)
         return self._guarded(super().forward, x)
 
@@ -121,21 +115,22 @@ class TimmMixin:
         return self._guarded(super().forward_features, x, *args, **kwargs)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self._mk_global_pool == "":
+        if self.modelkit.global_pool == "":
             return x
         return super().forward_head(x, pre_logits=pre_logits)
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A fresh head for ``num_classes`` (0: none); 'avg' keeps the model's own pooling."""
-        num_classes, pool = check_reset(num_classes, global_pool, self._mk_global_pool)
+        record = self.modelkit
+        num_classes, pool = check_reset(num_classes, global_pool, record.global_pool)
         super().reset_classifier(num_classes)
-        self.num_classes, self._mk_global_pool, self.categories = num_classes, pool, None
+        self.num_classes, record.global_pool, self.categories = num_classes, pool, None
         self.adaptations.append(head_note(self.pretrained_cfg.classifier or "head", num_classes))
 
     def forward_intermediates(self, x: torch.Tensor, out_indices=None) -> list[torch.Tensor]:
         """NCHW maps of the requested levels (indices into ``feature_info``)."""
         self.check_input_size(x)
-        levels = self._mk_levels
+        levels = self.modelkit.levels
         indices = resolve_out_indices(out_indices, len(levels))
         native = super().forward_intermediates
         kwargs = {"indices": indices, "intermediates_only": True}
@@ -168,19 +163,6 @@ class TimmFeaturesMixin(TimmMixin):
         return self.forward_intermediates(x, self.out_indices)
 
 
-_CLASSES: dict[tuple[type, type], type] = {}
-
-
-def _swap_class(model: nn.Module, mixin: type) -> None:
-    native = getattr(model, "_mk_native", type(model))
-    if (native, mixin) not in _CLASSES:
-        _CLASSES[native, mixin] = type(
-            native.__name__, (mixin, native), {"__module__": native.__module__}
-        )
-    model.__class__ = _CLASSES[native, mixin]
-    model._mk_native = native
-
-
 # --- building ---------------------------------------------------------------------------------
 
 
@@ -204,84 +186,82 @@ def _imagenet_labels(subset: str) -> tuple[str, ...] | None:
         return None
 
 
-def create_timm_model(
-    entry: ModelEntry,
-    cfg: PretrainedCfg,
-    *,
-    load: bool,
-    num_classes: int | None,
-    in_chans: int | None,
-    features_only: bool,
-    out_indices,
-    global_pool: str | None,
-    drop_rate: float | None,
-    checkpoint_path,
-    sources: dict,
-    rgb: tuple[int, ...] | None,
-    in_chans_init: str,
-    kwargs: dict,
-) -> nn.Module:
-    """The timm path of ``create_model`` (arguments already checked there)."""
+def create_timm_model(request: ModelRequest) -> nn.Module:
+    """The timm path of ``create_model``: build (and load), adapt, describe (``features_only``
+    is create_model's last step, with ``to_timm_features``)."""
+    entry, cfg = request.entry, request.cfg
     arch = timm_name(entry.name)
     tagged = f"{arch}.{cfg.tag}" if cfg.tag and cfg.source == "timm" else arch
     family = getattr(entry.family, "name", "")
-    if family in RGB_ONLY and (in_chans or cfg.in_chans) != 3:
+    in_chans = request.in_chans or cfg.in_chans
+    if family in RGB_ONLY and in_chans != 3:
         raise ConfigError(
             f"{entry.name} takes 3 channels (R, G, B) only: {RGB_ONLY[family]}. Create it with "
             "in_chans=3 and pick 3 channels of the image, or choose another model."
         )
-    build = dict(kwargs)
-    if drop_rate is not None:
-        build["drop_rate"] = float(drop_rate)
-    src_chans = cfg.in_chans
-    in_chans = in_chans or src_chans
-    if load:
+    build = dict(request.kwargs)
+    if request.drop_rate is not None:
+        build["drop_rate"] = float(request.drop_rate)
+    if request.load:
         model, adaptations, src_classes = load_pretrained_timm(
-            entry, tagged, cfg, in_chans=in_chans, mode=in_chans_init, rgb=rgb,
-            checkpoint_path=checkpoint_path, sources=sources, kwargs=build,
+            entry, tagged, cfg, in_chans=in_chans, mode=request.in_chans_init,
+            rgb=request.rgb_channels, checkpoint_path=request.checkpoint_path,
+            sources=request.sources, kwargs=build,
         )  # fmt: skip
     else:
-        src_classes = num_classes if num_classes is not None else cfg.num_classes
+        src_classes = request.num_classes if request.num_classes is not None else cfg.num_classes
         what = settings(in_chans=in_chans, num_classes=src_classes, **build)
         model = build_timm(entry, tagged, what, pretrained=False, in_chans=in_chans,
-                       num_classes=src_classes, **build)  # fmt: skip
+                           num_classes=src_classes, **build)  # fmt: skip
         adaptations = []
         if in_chans != 3:
             conv = paths(cfg.first_conv)[0] if cfg.first_conv else "first conv"
             adaptations.append(f"{conv}.weight: 3 -> {in_chans} channels, random weights")
-
-    target = num_classes if num_classes is not None else src_classes
-    categories = _categories(cfg, target) if load and target == src_classes and target else None
-    levels = levels_of(model)
-    model.adaptations = adaptations
-    model.categories = categories
-    model.num_classes = src_classes
-    model._mk_levels = levels
-    embed = getattr(model, "patch_embed", None)
-    strict = embed is not None and getattr(embed, "strict_img_size", False)
-    fixed = (
-        tuple(int(v) for v in embed.img_size)
-        if strict and getattr(embed, "img_size", None)
-        else None
-    )
-    data_config = cfg.data_config()
-    if fixed and fixed != tuple(data_config.input_size[1:]):  # img_size=... chose another
-        data_config = dataclasses.replace(
-            data_config, input_size=(src_chans, *fixed), resize_size=None
-        )
-    model._mk_fixed_size = fixed
-    model.pretrained_cfg = cfg
-    model.data_config = data_config_for(data_config, in_chans, rgb)
-    _swap_class(model, TimmMixin)
+    target = request.num_classes if request.num_classes is not None else src_classes
+    _describe(model, request, adaptations, src_classes, target)
     if target != src_classes:
         model.reset_classifier(target)  # notes the new head
+    return model
+
+
+def _fixed_size(model: nn.Module) -> tuple[int, int] | None:
+    """The input size a strict patch embedding takes (None: any size)."""
+    embed = getattr(model, "patch_embed", None)
+    strict = embed is not None and getattr(embed, "strict_img_size", False)
+    return tuple(int(v) for v in embed.img_size) if strict and embed.img_size else None
+
+
+def _describe(model: nn.Module, request: ModelRequest, adaptations: list[str],
+              src_classes: int, target: int) -> None:  # fmt: skip
+    """The public attributes and ``model.modelkit``; the model gets modelkit's contract."""
+    cfg, load = request.cfg, request.load
+    fixed, data_config = _fixed_size(model), cfg.data_config()
+    if fixed and fixed != tuple(data_config.input_size[1:]):  # img_size=... chose another
+        data_config = dataclasses.replace(data_config, input_size=(cfg.in_chans, *fixed),
+                                          resize_size=None)  # fmt: skip
+    levels = levels_of(model)
+    model.adaptations = adaptations
+    named = load and target == src_classes and target
+    model.categories = _categories(cfg, target) if named else None
+    model.num_classes = src_classes
+    model.pretrained_cfg = cfg
+    model.data_config = data_config_for(data_config, request.in_chans or cfg.in_chans,
+                                        request.rgb_channels)  # fmt: skip
     model.feature_info = TimmFeatureInfo(levels)
-    return finish_model(model, target, global_pool, features_only, out_indices, to_timm_features)
+    model.modelkit = ModelRecord(
+        name=request.name, tag=cfg.tag if load else "", source=request.entry.source,
+        classifier=cfg.classifier or "", levels=levels,
+        random_parts=random_parts(request.entry.name, load, request.num_classes,
+                                  request.in_chans, request.in_chans_init),
+        global_pool="avg" if request.global_pool is None else request.global_pool,
+        fixed_size=fixed, native=type(model),
+    )  # fmt: skip
+    swap_class(model, TimmMixin)
 
 
 def to_timm_features(model: nn.Module, out_indices=None) -> nn.Module:
     """features_only, in place: the head and the blocks after the deepest level are dropped."""
-    levels = model._mk_levels
+    levels = model.modelkit.levels
     if not levels:
         raise ConfigError(f"{model.pretrained_cfg.architecture} has no feature levels to return.")
     indices = resolve_out_indices(out_indices, len(levels))
@@ -293,5 +273,5 @@ def to_timm_features(model: nn.Module, out_indices=None) -> nn.Module:
     model.out_indices = indices
     model.feature_info = TimmFeatureInfo(levels).select(indices)
     model.num_classes, model.categories = 0, None
-    _swap_class(model, TimmFeaturesMixin)
+    swap_class(model, TimmFeaturesMixin)
     return model
