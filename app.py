@@ -28,6 +28,7 @@ from modelkit.app import (  # noqa: E402
     setup_form,
     teach_page,
 )
+from modelkit.runtime.device import configure_cpu_threads  # noqa: E402
 
 log = logging.getLogger("modelkit.app")
 ASSETS = setup_form.ASSETS
@@ -39,15 +40,16 @@ with gr.Blocks(title="modelkit") as demo:
     )
     guard.status_line()
     form = setup_form.build(demo)
+    head = gr.State(None)  # the taught head: Teach fills it; Explain and Batch read it
     with gr.Tabs(elem_id="mk-tabs"):
         with gr.Tab("Explore", elem_id="mk-tab-explore"):
             explore.build(form)
         with gr.Tab("Teach", elem_id="mk-tab-teach"):
-            head_path = teach_page.build(form)
+            teach_page.build(form, head)
         with gr.Tab("Explain", elem_id="mk-tab-explain"):
-            explain_page.build(form, head_path)
+            explain_page.build(form, head)
         with gr.Tab("Batch", elem_id="mk-tab-batch"):
-            batch_page.build(form)
+            batch_page.build(form, head)
         with gr.Tab("Compare", elem_id="mk-tab-compare"):
             compare_page.build(form)
     api.build()
@@ -106,6 +108,7 @@ def launch(**kwargs):
     )
     options.update(kwargs)
     check_private_folders(options["allowed_paths"] or [])
+    configure_cpu_threads()  # the process's torch threads, once (MODELKIT_CPU_THREADS)
     warm_model_facts()
     return demo.launch(**options)
 

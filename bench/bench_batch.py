@@ -38,7 +38,8 @@ from benchtable import Table, print_tables, ratio  # noqa: E402
 import modelkit  # noqa: E402
 from modelkit.images.preprocess import preprocess  # noqa: E402
 from modelkit.runtime.device import configure_cpu_threads  # noqa: E402
-from modelkit.runtime.model_cache import ModelCache, ModelKey  # noqa: E402
+from modelkit.runtime.model_cache import ModelCache  # noqa: E402
+from modelkit.runtime.settings import RunSettings  # noqa: E402
 
 
 def make_photos(folder: Path, count: int, seed: int = 0) -> Path:
@@ -75,7 +76,7 @@ def throughput(folder: Path, name: str, repeats: int) -> Table:
     )  # fmt: skip
     configure_cpu_threads()
     cache = ModelCache()
-    model, _ = cache.get(ModelKey(name, pretrained=True, device="cpu"))
+    model, _ = cache.get(RunSettings(name, pretrained=True, device="cpu").model_key())
     files = sorted(folder.iterdir())
     bare_loop(files[:4], model, 1)  # warm up
     times: dict[str, list[float]] = {"bare": [], "bare32": [], "batch": []}

@@ -35,8 +35,9 @@ from benchtable import Table, percentile, print_tables  # noqa: E402
 
 from modelkit.runtime import engine  # noqa: E402
 from modelkit.runtime.device import prepare_input, resolve_device  # noqa: E402
-from modelkit.runtime.model_cache import ModelCache, ModelKey, model_bytes  # noqa: E402
+from modelkit.runtime.model_cache import ModelCache, model_bytes  # noqa: E402
 from modelkit.runtime.result_cache import ResultCache  # noqa: E402
+from modelkit.runtime.settings import RunSettings  # noqa: E402
 
 CYCLE = [
     "vgg16", "vit_b_16", "wide_resnet50_2", "resnet152", "convnext_base", "resnext101_32x8d",
@@ -73,7 +74,7 @@ def overhead(device: torch.device, repeats: int) -> Table:
         kw = dict(pretrained=pretrained, device=str(device), model_cache=cache,
                   use_result_cache=False)  # fmt: skip
         engine.predict(x, name, **kw)  # build + warm up
-        model = cache.peek(ModelKey(name, pretrained=pretrained, device=str(device)))
+        model = cache.peek(RunSettings(name, pretrained=pretrained, device=str(device)).model_key())
         for _ in range(2):
             engine.predict(x, name, **kw)
 
@@ -163,7 +164,8 @@ def cycle_memory(device: torch.device) -> Table:
     t0 = time.perf_counter()
     for name in CYCLE:
         engine.predict(x, name, device=str(device), model_cache=cache, use_result_cache=False)
-        built += model_bytes(cache.peek(ModelKey(name, device=str(device))) or torch.nn.Module())
+        key = RunSettings(name, device=str(device)).model_key()
+        built += model_bytes(cache.peek(key) or torch.nn.Module())
         peak = max(peak, proc.memory_info().rss)
     gc.collect()
     end = proc.memory_info().rss

@@ -39,7 +39,8 @@ from benchtable import Table, print_tables  # noqa: E402
 
 from modelkit.explanations.api import default_chunk, explain  # noqa: E402
 from modelkit.runtime.device import prepare_input, resolve_device  # noqa: E402
-from modelkit.runtime.model_cache import ModelCache, ModelKey  # noqa: E402
+from modelkit.runtime.model_cache import ModelCache  # noqa: E402
+from modelkit.runtime.settings import RunSettings  # noqa: E402
 
 NAME, BANDS, SIZE = "efficientnet_lite0", 13, 224
 
@@ -50,7 +51,7 @@ def setup(device: str, warm: bool = True):
     x = torch.randn(BANDS, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     kw = dict(pretrained=True, in_chans=BANDS, device=str(dev), model_cache=cache,
               use_result_cache=False)  # fmt: skip
-    key = ModelKey(NAME, pretrained=True, in_chans=BANDS, device=str(dev))
+    key = RunSettings(NAME, pretrained=True, in_chans=BANDS, device=str(dev)).model_key()
     model, _ = cache.get(key)
     xb = prepare_input(x[None], dev)
     with torch.inference_mode():

@@ -39,7 +39,7 @@ from modelkit.images.limits import ImageArray  # noqa: E402
 from modelkit.images.preprocess import preprocess  # noqa: E402
 from modelkit.runtime.model_cache import ModelCache, model_bytes  # noqa: E402
 from modelkit.runtime.result_cache import ResultCache  # noqa: E402
-from modelkit.runtime.run import model_key  # noqa: E402
+from modelkit.runtime.settings import RunSettings  # noqa: E402
 from modelkit.teach.fit import C_GRID, fit_probe, split  # noqa: E402
 
 MODEL = "efficientnet_lite0"
@@ -73,7 +73,7 @@ def bare_loop(model, images, batch_size: int = 32) -> np.ndarray:
 def embedding_table(count: int, repeats: int) -> Table:
     images = decoded_images(count)
     cache = ModelCache()
-    model, _ = cache.get(model_key(MODEL, pretrained=True))
+    model, _ = cache.get(RunSettings(MODEL, pretrained=True).model_key())
     embeddings(images[:2], MODEL, pretrained=True, use_result_cache=False, model_cache=cache)
     ours, base = [], []
     for _ in range(repeats):  # interleaved, so both see the same machine load
@@ -168,7 +168,7 @@ def reteach_table(skip_baseline: bool) -> Table:
         (again, s_again), peak = peak_rss_during(
             lambda: timed(lambda: train_head(list(x), labels, MODEL, **kw))
         )  # fmt: skip
-        model, _ = cache.get(model_key(MODEL, pretrained=True, in_chans=3))
+        model, _ = cache.get(RunSettings(MODEL, pretrained=True, in_chans=3).model_key())
         vectors = embeddings(list(x), MODEL, pretrained=True, in_chans=3, **kw).vectors
     table = Table("Teach 200 lfw images (64 px): first time, and again from cached embeddings",
                   ["what", "seconds", "OOF accuracy %", "peak RSS growth MB", "budget MB"],

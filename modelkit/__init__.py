@@ -7,7 +7,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     models   list_models, list_pretrained, list_families, list_sources, is_model,
              get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
-    runtime  predict, features, embeddings
+    runtime  RunSettings, predict, features, embeddings
     teach    train_head, load_head, TrainedHead
     explanations explain, Explanation
     batches  batch, BatchResult (python -m modelkit batch: the command line)
@@ -47,6 +47,7 @@ _EXPORTS = {
     "model_info": "modelkit.models.info",
     "adapt_input_conv": "modelkit.models.pretrained",
     "FeatureInfo": "modelkit.models.features",
+    "RunSettings": "modelkit.runtime.settings",
     "predict": "modelkit.runtime.engine",
     "features": "modelkit.runtime.engine",
     "embeddings": "modelkit.runtime.embeddings",

@@ -11,7 +11,11 @@ import numpy as np
 from PIL import Image
 
 GOOD = [f"cats/c{i}.png" for i in range(3)] + [f"dogs/d{i}.jpg" for i in range(3)]
-BAD = {"broken.png": "damaged", "rgba.png": "the image has 4", "five.npy": "the image has 5"}
+BAD = {
+    "broken.png": "damaged",
+    "rgba.png": "the image's 4 channels",
+    "five.npy": "the image's 5 channels",
+}
 
 
 def make_folder(root: Path, seed: int = 0) -> Path:

@@ -90,7 +90,7 @@ def test_predict_with_chosen_channels(client):
 
 
 def test_channel_mismatch_is_a_clear_message(client):
-    with pytest.raises(Exception, match=r"in_chans=13"):
+    with pytest.raises(Exception, match=r"input channels \(in_chans\) to 13"):
         predict(client, "sentinel2_13band.tif")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from sensor_files import ASSETS, SHUFFLED, fake_sensor_hub, write_stack
 
+from modelkit.app.runs import FormRun
 from modelkit.models.sensors import (
     LANDSAT_OLI_SR,
     SENTINEL2_L1C,
@@ -15,6 +16,8 @@ from modelkit.models.sensors import (
     sensor_weights,
     suggestions,
 )
+from modelkit.runtime.engine import features
+from modelkit.runtime.settings import RunSettings
 
 S12 = "timm/resnet18.ssl4eo_s12_all_moco"
 TIF = str(ASSETS / "sentinel2_13band.tif")
@@ -138,18 +141,18 @@ def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
     shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
     _, _, channels, in_chans = setup_form.on_fit(shuffled, "timm/resnet18", True,
                                                  "ssl4eo_s12_all_moco")  # fmt: skip
-    setup = runs.make_setup("timm/resnet18", True, "ssl4eo_s12_all_moco", in_chans, channels,
-                            None, ["4"], 5, "auto", "cpu", "fp32")  # fmt: skip
+    setup = FormRun.read(["timm/resnet18", True, "ssl4eo_s12_all_moco", in_chans, channels,
+                          None, ["4"], 5, "auto", "cpu", "fp32"])  # fmt: skip
     image = runs.load_image(shuffled)
-    levels = runs.field(runs.run_features(setup, image), "levels")
-    model = runs.cached_model(setup)
+    levels = features(image, setup.settings, out_indices=setup.out_indices).levels
+    model = runs.cached_model(setup.settings)
     assert torch.equal(model.conv1.weight, sd["conv1.weight"])
     assert any("native 13-band weights" in a for a in model.adaptations)
     assert not any("->" in a for a in model.adaptations)
     # the same scene in the weights' order gives the same features: the bands were matched
-    direct = runs.make_setup("timm/resnet18", True, "ssl4eo_s12_all_moco", 13, None, None,
-                             ["4"], 5, "auto", "cpu", "fp32")  # fmt: skip
-    same = runs.field(runs.run_features(direct, runs.load_image(TIF)), "levels")
+    direct = RunSettings("timm/resnet18", pretrained=True, tag="ssl4eo_s12_all_moco", in_chans=13,
+                         device="cpu")  # fmt: skip
+    same = features(runs.load_image(TIF), direct, out_indices=(4,)).levels
     assert abs(levels[0]["array"] - same[0]["array"]).max() < 1e-4
 
 

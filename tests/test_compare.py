@@ -13,11 +13,12 @@ from batch_data import make_folder, zip_folder
 
 from modelkit import ConfigError, predict
 from modelkit.app import batch_figures, compare
-from modelkit.app.form import Setup
+from modelkit.app.runs import FormRun
 from modelkit.batches.project import project
 from modelkit.images.limits import ImageArray
+from modelkit.runtime.settings import RunSettings
 
-BASE = Setup(model="efficientnet_lite0", tag="", top_k=5)
+BASE = FormRun(RunSettings("efficientnet_lite0", pretrained=True), top_k=5)
 
 
 def image() -> ImageArray:
@@ -29,10 +30,11 @@ def test_entries_become_setups_over_the_form():
     a, b, c = compare.parse_entries(
         ["efficientnet_lite0", "efficientnet_lite0 pretrained=no", "resnet18 in_chans=4"], BASE
     )
+    a, b, c = a.settings, b.settings, c.settings
     assert (a.name, a.pretrained, b.pretrained, c.model, c.in_chans) == (
         "efficientnet_lite0", True, False, "resnet18", 4)  # fmt: skip
-    assert compare.title(b, BASE) == "efficientnet_lite0 (random weights)"
-    assert compare.title(c, BASE) == "resnet18 (in_chans=4)"
+    assert compare.title(FormRun(b), BASE) == "efficientnet_lite0 (random weights)"
+    assert compare.title(FormRun(c), BASE) == "resnet18 (in_chans=4)"
     assert len(compare.parse_entries("resnet18; mobilenet_v3_small\nvgg11", BASE)) == 3
     bad = [(["resnet18"], "1 was given"), (["a", "b", "c", "d", "e"], "5 were"),
            (["resnet18", "vgg11 size=3"], "'size=3'"),

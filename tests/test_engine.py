@@ -15,6 +15,7 @@ from modelkit.images.read import read_image
 from modelkit.runtime import engine
 from modelkit.runtime.model_cache import ModelCache, ModelKey
 from modelkit.runtime.result_cache import ResultCache
+from modelkit.runtime.settings import RunSettings
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_pretrained_lite0_names_the_cat(chelsea, caches):
 def test_predict_equals_bare_model_and_random_head(caches):
     x = small()
     p = engine.predict(x, "resnet18", num_classes=7, top_k=3, **caches)
-    model = caches["model_cache"].peek(ModelKey("resnet18", num_classes=7))
+    model = caches["model_cache"].peek(RunSettings("resnet18", num_classes=7).model_key())
     with torch.inference_mode():
         bare = model(x)[0]
     np.testing.assert_array_equal(p.logits, bare.numpy())
@@ -90,7 +91,7 @@ def test_one_model_serves_predictions_and_features(caches):
     assert [lv["module"] for lv in f.levels] == ["layer1", "layer4"]
     assert [lv["channels"] for lv in f.levels] == [64, 512]
     assert [lv["reduction"] for lv in f.levels] == [4, 32]
-    model = caches["model_cache"].peek(ModelKey("resnet18", num_classes=5))
+    model = caches["model_cache"].peek(RunSettings("resnet18", num_classes=5).model_key())
     with torch.inference_mode():
         ref = model.forward_intermediates(x, [1, 4])
     for lv, r in zip(f.levels, ref, strict=True):
@@ -226,17 +227,17 @@ def test_out_of_memory_clears_cache_and_retries_once(fail, tmp_path):
     cache.get(ModelKey("other"))  # something to evict
     kwargs = {"model_cache": cache, "use_result_cache": False}
     if fail == 1:
-        p = engine.predict(small(), "oom", **kwargs)
+        p = engine.predict(small(), "resnet18", **kwargs)  # the builder makes OomOnce
         assert p.logits.shape == (2,) and ModelKey("other") not in cache
         assert cache.builds == 3 and counter["forwards"] == 2  # rebuilt after the eviction
     else:
         with pytest.raises(DeviceError, match="ran out of memory"):
-            engine.predict(small(), "oom", **kwargs)
+            engine.predict(small(), "resnet18", **kwargs)
         assert counter["forwards"] == 2 and len(cache) == 0
 
 
 def test_unknown_setting_is_a_config_error(caches):
-    with pytest.raises(ConfigError, match="in_chan\\b.*settings are"):
+    with pytest.raises(ConfigError, match="in_chan\\b.*in_chans"):
         engine.predict(small(), "resnet18", in_chan=4, **caches)
 
 

@@ -1,6 +1,7 @@
 """explain()'s contract: the shared model is left exactly as found (no hooks, requires_grad,
 .grad), explanations and predictions at once answer as they do alone, a taught head is
-explained through a small protocol, results are cached like predictions, errors in words."""
+explained in its own classes with its own settings, results are cached like predictions,
+errors in words."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from modelkit.explanations.api import Explanation, explain
 from modelkit.runtime.engine import predict
 from modelkit.runtime.model_cache import ModelCache
 from modelkit.runtime.result_cache import ResultCache
+from modelkit.teach.head import TrainedHead
 
 NAME = "mobilenet_v3_small"
 
@@ -82,19 +84,22 @@ def test_explanations_and_predictions_at_once_answer_as_alone(cache, x):
             assert together == alone * 2
 
 
-class StandInHead:
-    """What explain expects of Teach's TrainedHead: classes and a Linear on pooled features."""
-
-    def __init__(self, num_features: int, classes: list[str]):
-        torch.manual_seed(1)
-        self.classes = classes
-        self.linear = nn.Linear(num_features, len(classes))
+def taught_head(num_features: int, classes: list[str], **setup) -> TrainedHead:
+    """A head as Teach makes one: classes, a linear layer on pooled features, its settings."""
+    torch.manual_seed(1)
+    linear = nn.Linear(num_features, len(classes))
+    return TrainedHead(
+        classes=classes,
+        weight=linear.weight.detach().numpy(),
+        bias=linear.bias.detach().numpy(),
+        setup={"model": NAME, **setup},
+    )
 
 
 def test_a_taught_head_is_explained_with_its_classes(cache, x):
     explain(x, NAME, model_cache=cache, use_result_cache=False)
     model = cache.peek(cache.keys()[0])
-    head = StandInHead(model.num_features, ["field", "forest", "water"])
+    head = taught_head(model.num_features, ["field", "forest", "water"])
     weight_before = head.linear.weight.clone()
     out = explain(x, NAME, head=head, target="forest", method="gradcam", model_cache=cache,
                   use_result_cache=False)  # fmt: skip
@@ -107,9 +112,13 @@ def test_a_taught_head_is_explained_with_its_classes(cache, x):
     top = explain(x, NAME, head=head, model_cache=cache, use_result_cache=False)
     assert top.target_index == int(logits.argmax()) and "taught head" in top.notes[0]
     with pytest.raises(ConfigError, match="taught on 7 features"):
-        explain(x, NAME, head=StandInHead(7, ["a", "b"]), model_cache=cache)
-    with pytest.raises(ConfigError, match="not a taught head"):
+        explain(x, NAME, head=taught_head(7, ["a", "b"]), model_cache=cache)
+    with pytest.raises(ConfigError, match="must be a TrainedHead or its .safetensors file"):
         explain(x, NAME, head=object(), model_cache=cache)
+    # the head's settings win; what the call gave beside them is named in the notes
+    other = explain(x, "resnet18", head=head, model_cache=cache, use_result_cache=False)
+    assert other.score == pytest.approx(top.score, rel=1e-5)
+    assert "The head was taught with model 'mobilenet_v3_small'" in other.notes[0]
 
 
 def test_results_are_cached_like_predictions(tmp_path):

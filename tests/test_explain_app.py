@@ -94,9 +94,9 @@ def test_explain_through_the_running_app(tmp_path):
 
 def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):
     from modelkit import TrainedHead, read_image
-    from modelkit.app import runs
     from modelkit.app.explain_page import _targets, run_explain
-    from modelkit.app.teach_page import head_from
+    from modelkit.app.runs import FormRun
+    from modelkit.teach.head import as_head
 
     rng = np.random.default_rng(0)
     setup = {"model": "efficientnet_lite0", "pretrained": True, "scaling": "auto"}
@@ -104,9 +104,10 @@ def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):
     weight[1, :10] += 1.0  # class "b" reads a few features: its score has gradients
     path = tmp_path / "head.safetensors"
     TrainedHead(classes=["a", "b"], weight=weight, bias=np.zeros(2), setup=setup).save(path)
-    head = head_from(str(path))
+    head = as_head(str(path))
     image = read_image((ASSETS / "chelsea.png").read_bytes(), "chelsea.png")
-    form = runs.make_setup("resnet18", True, None, None, None, "", None, 5, "auto", "cpu", "fp32")
+    form = FormRun.read(["resnet18", True, None, None, None, "", None, 5, "auto", "cpu",
+                         "fp32"]).settings  # fmt: skip
     choices = _targets(form, image, head)
     assert sorted(label.split(" (")[0] for label, _ in choices) == ["a", "b"]
     alone = head.predict(image, top_k=2)
@@ -115,3 +116,4 @@ def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):
     assert out.target_label == alone.labels[1] and out.band_importance.shape == (3,)
     # the head's own model and settings were used, not the form's resnet18
     assert abs(out.score - float(alone.logits[int(choices[1][1])])) < 1e-3
+    assert "model 'resnet18' given was not used" in out.notes[0]

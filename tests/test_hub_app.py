@@ -43,9 +43,7 @@ def app(hub, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub-app")
     env = {
         "MODELKIT_OFFLINE": "0",
-        # an earlier test in this process may have run offline, which sets HF_HUB_OFFLINE=1 in
-        # the environment the app inherits
-        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_OFFLINE": "0",  # the app downloads from the fake Hub whatever the caller's says
         "HF_ENDPOINT": hub.url,
         "HF_HUB_CACHE": str(tmp / "hub"),
         "HF_HUB_DISABLE_TELEMETRY": "1",  # no fetch of huggingface_hub's agent list

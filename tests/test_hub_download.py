@@ -39,7 +39,7 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("MODELKIT_OFFLINE")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test (hub.py may set it)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # whatever the caller's environment says
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import; another test's
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # no agent-list fetch
     yield server

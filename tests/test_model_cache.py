@@ -12,6 +12,11 @@ from torch import nn
 from modelkit.runtime.model_cache import ModelCache, ModelKey, model_bytes
 
 
+def key(name: str, **options) -> ModelKey:
+    """A cache key for a fake builder: its name and create_model-style options."""
+    return ModelKey(name, tuple(options.items()))
+
+
 class CountingBuilder:
     """Builds nn.Linear(n, n) for name 'lin<n>' (n*n + n float32 = known bytes); counts calls."""
 
@@ -41,15 +46,15 @@ def test_model_bytes_counts_params_and_buffers():
 def test_hit_and_miss_and_key_settings():
     builder = CountingBuilder()
     cache = ModelCache(builder=builder, max_bytes=10**6, max_models=4)
-    m1, hit1 = cache.get(ModelKey("lin4"))
-    m2, hit2 = cache.get(ModelKey("lin4"))
+    m1, hit1 = cache.get(key("lin4"))
+    m2, hit2 = cache.get(key("lin4"))
     assert (hit1, hit2) == (False, True) and m1 is m2
     assert not m1.training  # eval mode
-    m3, hit3 = cache.get(ModelKey("lin4", num_classes=7))  # other settings: other model
+    m3, hit3 = cache.get(key("lin4", num_classes=7))  # other settings: other model
     assert not hit3 and m3 is not m1
     assert len(builder.calls) == 2 and builder.calls[1][1]["num_classes"] == 7
     assert "out_indices" not in builder.calls[0][1]  # only meaningful for features_only
-    cache.get(ModelKey("lin4", features_only=True, out_indices=(1, 2)))
+    cache.get(key("lin4", features_only=True, out_indices=(1, 2)))
     assert builder.calls[2][1]["out_indices"] == (1, 2)
     assert cache.total_bytes == nbytes(4) * 3
 
@@ -61,7 +66,7 @@ def test_single_flight_builds_once():
 
     def ask():
         barrier.wait()
-        results.append(cache.get(ModelKey("lin8")))
+        results.append(cache.get(key("lin8")))
 
     threads = [threading.Thread(target=ask) for _ in range(8)]
     for t in threads:
@@ -87,7 +92,7 @@ def test_different_keys_build_in_parallel():
 
     def ask(n):
         try:
-            cache.get(ModelKey(f"lin{n}"))
+            cache.get(key(f"lin{n}"))
         except threading.BrokenBarrierError as e:
             errors.append(e)
 
@@ -106,7 +111,7 @@ def test_failed_build_reaches_every_waiter_and_is_not_cached():
 
     def ask():
         try:
-            cache.get(ModelKey("boom"))
+            cache.get(key("boom"))
         except RuntimeError as e:
             errors.append(e)
 
@@ -117,25 +122,25 @@ def test_failed_build_reaches_every_waiter_and_is_not_cached():
         t.join()
     assert len(errors) == 4 and len(builder.calls) == 1 and len(cache) == 0
     with pytest.raises(RuntimeError):
-        cache.get(ModelKey("boom"))
+        cache.get(key("boom"))
     assert len(builder.calls) == 2  # a failure is retried next time
 
 
 def test_lru_eviction_within_budget_frees_memory():
     builder = CountingBuilder()
     cache = ModelCache(builder=builder, max_bytes=nbytes(100) * 2 + 10, max_models=10)
-    a, _ = cache.get(ModelKey("lin100"))
+    a, _ = cache.get(key("lin100"))
     ref_a = weakref.ref(a)
     del a
-    cache.get(ModelKey("lin100", num_classes=2))
-    cache.peek(ModelKey("lin100"))  # touch a: b becomes least recently used
-    c, _ = cache.get(ModelKey("lin100", num_classes=3))
+    cache.get(key("lin100", num_classes=2))
+    cache.peek(key("lin100"))  # touch a: b becomes least recently used
+    c, _ = cache.get(key("lin100", num_classes=3))
     keys = cache.keys()
-    assert ModelKey("lin100", num_classes=2) not in keys
-    assert keys == [ModelKey("lin100"), ModelKey("lin100", num_classes=3)]
+    assert key("lin100", num_classes=2) not in keys
+    assert keys == [key("lin100"), key("lin100", num_classes=3)]
     assert cache.total_bytes == nbytes(100) * 2 <= cache.max_bytes
     assert ref_a() is not None  # still cached
-    cache.get(ModelKey("lin100", num_classes=4))  # evicts a (LRU now)
+    cache.get(key("lin100", num_classes=4))  # evicts a (LRU now)
     gc.collect()
     assert ref_a() is None  # evicted model really gone
     assert c is not None
@@ -145,7 +150,7 @@ def test_count_limit_and_clear():
     cache = ModelCache(builder=CountingBuilder(), max_bytes=10**9, max_models=2)
     refs = []
     for n in (2, 3, 4):
-        m, _ = cache.get(ModelKey(f"lin{n}"))
+        m, _ = cache.get(key(f"lin{n}"))
         refs.append(weakref.ref(m))
         del m
     assert len(cache) == 2 and refs[0]() is None
@@ -156,16 +161,16 @@ def test_count_limit_and_clear():
 def test_model_larger_than_budget_runs_once_and_is_not_kept():
     builder = CountingBuilder()
     cache = ModelCache(builder=builder, max_bytes=nbytes(10), max_models=4)
-    small, _ = cache.get(ModelKey("lin10"))
-    big, hit = cache.get(ModelKey("lin50"))
+    small, _ = cache.get(key("lin10"))
+    big, hit = cache.get(key("lin50"))
     assert not hit and isinstance(big, nn.Linear)
     assert big(torch.ones(1, 50)).shape == (1, 50)
-    assert cache.keys() == [ModelKey("lin10")]  # big not kept, small not evicted for it
+    assert cache.keys() == [key("lin10")]  # big not kept, small not evicted for it
     ref = weakref.ref(big)
     del big
     gc.collect()
     assert ref() is None
-    cache.get(ModelKey("lin50"))
+    cache.get(key("lin50"))
     assert len(builder.calls) == 3
 
 

@@ -92,12 +92,15 @@ def test_channel_mismatch_message_names_both_numbers_and_two_ways_out():
     data = np.zeros((13, 8, 8), np.uint16)
     with pytest.raises(ChannelMismatchError) as info:
         preprocess(data, DataConfig())
-    message = str(info.value)
-    assert (
-        "13" in message and "3" in message and "channels=" in message and "in_chans=13" in message
+    assert str(info.value) == (
+        "The model takes 3 channels, but it was given the image's 13 channels. To fix it, set "
+        "the model's input channels (in_chans) to 13 or choose 3 of the image's 13 channels."
     )
-    with pytest.raises(ChannelMismatchError, match="chosen channels give 2"):
+    with pytest.raises(ChannelMismatchError, match="given the 2 channels chosen"):
         preprocess(data, DataConfig(), channels=[1, 2])
+    with pytest.raises(ChannelMismatchError) as info:  # 3 of 1 channel cannot be chosen
+        preprocess(data[:1], DataConfig())
+    assert "choose" not in str(info.value) and "(in_chans) to 1." in str(info.value)
 
 
 def test_bad_channel_index_and_unknown_settings_are_config_errors():

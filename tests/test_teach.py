@@ -16,6 +16,7 @@ from modelkit import TrainedHead, load_head, train_head
 from modelkit.errors import ConfigError, WeightsLoadError
 from modelkit.images.read import read_image
 from modelkit.runtime.engine import Prediction
+from modelkit.runtime.model_cache import ModelCache
 from modelkit.runtime.result_cache import ResultCache
 from modelkit.teach.examples import digest_groups, examples_from_zip
 from modelkit.teach.fit import fit_probe, split
@@ -176,8 +177,12 @@ def test_random_weights_are_allowed_and_said_loudly(results):
 )  # fmt: skip
 def test_examples_that_cannot_teach_are_refused_before_any_model_runs(labels, phrase):
     images = [np.zeros((3, 8, 8), np.uint8)] * 4
+
+    def no_build(name, **kwargs):
+        raise AssertionError("a model was built")
+
     with pytest.raises(ConfigError, match=re.escape(phrase)):
-        train_head(images, labels, "no_such_model_is_built")
+        train_head(images, labels, MODEL, model_cache=ModelCache(builder=no_build))
 
 
 def test_bad_settings_and_head_files_are_named(tmp_path):

@@ -22,18 +22,18 @@ from modelkit.app.exports import (
     weights_safetensors,
 )
 from modelkit.app.form import (
-    Setup,
     image_summary,
     level_choice,
     level_summary,
     model_card,
-    parse_indices,
     prediction_note,
     search_models,
     search_rows,
 )
+from modelkit.app.runs import FORM_FIELDS, FormRun
 from modelkit.app.snippet import make_snippet
 from modelkit.images.read import read_image
+from modelkit.runtime.settings import RunSettings, parse_indices
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -122,26 +122,31 @@ def test_parse_indices_errors_say_what_to_do():
         parse_indices("13", "Image channels", 13)
 
 
-def test_setup_from_form():
-    setup = Setup.from_form(
-        model=" resnet18 ",
-        pretrained=True,
-        tag="imagenet1k_v1",
-        in_chans=13.0,
-        channels=[],
-        num_classes="",
-        out_indices=["1", "3"],
-        top_k=3.0,
-    )
+def form(**values) -> list:
+    """The setup form's values, in its order, with the fields not given left empty."""
+    return [values.get(name) for name in FORM_FIELDS]
+
+
+def test_the_form_is_read_into_run_settings():
+    run = FormRun.read(form(model=" resnet18 ", pretrained=True, tag="imagenet1k_v1",
+                            in_chans=13.0, channels=[], num_classes="", out_indices=["1", "3"],
+                            top_k=3.0))  # fmt: skip
+    setup = run.settings
     assert setup.name == "resnet18.imagenet1k_v1"
     assert setup.in_chans == 13 and setup.channels is None and setup.num_classes is None
-    assert setup.out_indices == (1, 3) and setup.top_k == 3
+    assert run.out_indices == (1, 3) and run.top_k == 3
     assert setup.create_kwargs() == {"pretrained": True, "in_chans": 13}
-    assert Setup.from_form(model="resnet18", pretrained=False, tag="x").name == "resnet18"
-    with pytest.raises(ConfigError, match="in_chans must be a whole number from 1 to 512"):
-        Setup.from_form(in_chans=2.5)
+    assert FormRun.from_dict(run.to_dict()) == run  # the page's state keeps it whole
+    unweighted = RunSettings.from_form({"model": "resnet18", "pretrained": False, "tag": "x"})
+    assert unweighted.name == "resnet18"
+    with pytest.raises(ConfigError, match="in_chans must be a whole number"):
+        FormRun.read(form(in_chans=2.5))
+    with pytest.raises(ConfigError, match="in_chans=600 is not valid; use a whole number from 1"):
+        FormRun.read(form(in_chans=600))
     with pytest.raises(ConfigError, match="num_classes"):
-        Setup.from_form(num_classes=-1)
+        FormRun.read(form(num_classes=-1))
+    with pytest.raises(ConfigError, match="top-k must be a whole number from 1 to 1000"):
+        FormRun.read(form(top_k=0))
 
 
 def test_notes():
@@ -164,8 +169,8 @@ def test_level_choices_are_short_and_keep_numbered_modules_whole():
 
 
 def test_snippet_runs_and_reproduces_the_prediction(capsys):
-    setup = Setup(model="efficientnet_lite0", out_indices=(1, 4), top_k=3)
-    code = make_snippet(setup, "chelsea.png")
+    run = FormRun(RunSettings("efficientnet_lite0", pretrained=True), top_k=3, out_indices=(1, 4))
+    code = make_snippet(run, "chelsea.png")
     compile(code, "snippet", "exec")
     code = code.replace("path = 'chelsea.png'", f"path = {str(ASSETS / 'chelsea.png')!r}")
     exec(code, {})
@@ -177,11 +182,11 @@ def test_snippet_runs_and_reproduces_the_prediction(capsys):
 
 
 def test_snippet_quotes_every_value():
-    setup = Setup(model="resnet18", in_chans=13, channels=(3, 2), num_classes=5, pretrained=False)
-    code = make_snippet(setup, "x'); import os; os.system('echo hacked')#.tif")
+    setup = RunSettings("resnet18", in_chans=13, channels=(3, 2), num_classes=5)
+    code = make_snippet(FormRun(setup), "x'); import os; os.system('echo hacked')#.tif")
     compile(code, "snippet", "exec")
     assert "path = \"x'); import os; os.system('echo hacked')#.tif\"" in code
-    assert "create_model('resnet18', pretrained=False, in_chans=13, num_classes=5)" in code
+    assert "create_model('resnet18', num_classes=5, in_chans=13)" in code
     assert "channels=[3, 2]" in code
 
 
@@ -216,12 +221,13 @@ def test_exports_round_trip(tmp_path):
 
 
 def test_a_tag_typed_into_the_model_name_is_used_once():
-    from modelkit.app import form, setup_form
+    from modelkit.app import setup_form
 
-    setup = form.Setup.from_form(model="timm/resnet18.ssl4eo_s12_all_moco", tag="a1_in1k")
+    setup = RunSettings.from_form({"model": "timm/resnet18.ssl4eo_s12_all_moco",
+                                   "tag": "a1_in1k"})  # fmt: skip
     assert (setup.model, setup.tag) == ("timm/resnet18", "ssl4eo_s12_all_moco")
     assert setup.name == "timm/resnet18.ssl4eo_s12_all_moco"
-    plain = form.Setup.from_form(model="timm/resnet18", tag="a1_in1k")
+    plain = RunSettings.from_form({"model": "timm/resnet18", "tag": "a1_in1k"})
     assert plain.name == "timm/resnet18.a1_in1k"
     _, card, tag, _, _ = setup_form.on_model("timm/resnet18.ssl4eo_s12_all_moco")
     assert tag["value"] == "ssl4eo_s12_all_moco" and "B12" in card  # the sensor tag's card

@@ -128,10 +128,10 @@ def test_simulated_zero_gpu_answers_as_off_it(tmp_path):
     from safetensors.torch import load_file
 
     from modelkit.app import runs
-    from modelkit.app.form import Setup
+    from modelkit.app.runs import FormRun
 
     exported = load_file(sim["weights_file"])
-    model = runs.cached_model(Setup(**ref[-1]["setup"]))
+    model = runs.cached_model(FormRun.from_dict(ref[-1]["run"]).settings)
     state = model.state_dict()
     assert exported.keys() == state.keys()
     assert all(bool((exported[k] == state[k].cpu()).all()) for k in state)

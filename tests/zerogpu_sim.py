@@ -104,10 +104,9 @@ def main(out: Path, image: str) -> dict:
         report["error_api"] = exc.message
     # the main process holds the model, built there on the emulated cuda (CPU memory)
     from modelkit.app import runs
-    from modelkit.app.form import Setup
+    from modelkit.app.runs import FormRun
 
-    setup = Setup(**out_run[-1]["setup"])
-    model = runs.cached_model(setup)
+    model = runs.cached_model(FormRun.from_dict(out_run[-1]["run"]).settings)
     report["main_cache_device"] = str(next(model.parameters()).device)
     weights = explore.on_weights(out_run[-1])[1]
     report["weights_file"] = weights

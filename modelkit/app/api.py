@@ -12,10 +12,13 @@ import gradio as gr
 from modelkit.app import exports, figures, form, runs
 from modelkit.app.gpu import for_model, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded
+from modelkit.app.runs import FORM_FIELDS, FormRun
 from modelkit.app.setup_form import DEFAULT_MODEL
 from modelkit.errors import ConfigError
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_sources
+from modelkit.runtime.engine import features, predict
+from modelkit.runtime.settings import RunSettings
 
 
 @api_guarded
@@ -38,37 +41,49 @@ def api_model_info(name):
     return model_info(str(name).strip())
 
 
-def _api_setup(model, pretrained, in_chans, channels, num_classes, out_indices, top_k, scaling):
-    return form.Setup.from_form(
-        model=model, pretrained=pretrained, in_chans=in_chans, channels=channels,
-        num_classes=num_classes, out_indices=out_indices, top_k=top_k, scaling=scaling,
-    )  # fmt: skip
+# the model endpoints' inputs after the image, in the order gradio_client callers pass them
+API_INPUTS = {
+    "model": lambda: gr.Textbox(label="model", value=DEFAULT_MODEL),
+    "pretrained": lambda: gr.Checkbox(label="pretrained", value=True),
+    "in_chans": lambda: gr.Number(label="in_chans"),
+    "channels": lambda: gr.Textbox(label="channels", info="e.g. 3, 2, 1; empty: all"),
+    "num_classes": lambda: gr.Number(label="num_classes"),
+    "out_indices": lambda: gr.Textbox(label="out_indices", info="e.g. 1, 3; empty: all"),
+    "top_k": lambda: gr.Number(label="top_k", value=5),
+    "scaling": lambda: gr.Textbox(label="scaling", value="auto"),
+}
+API_FIELDS = tuple(API_INPUTS)
 
 
-def _model_setup(file, *form_values) -> form.Setup:
-    return _api_setup(*form_values)
+def _api_run(values) -> FormRun:
+    given = dict(zip(API_FIELDS, values, strict=True))
+    return FormRun.read([given.get(name) for name in FORM_FIELDS])
+
+
+def _model_settings(file, *form_values) -> RunSettings:
+    return _api_run(form_values).settings
 
 
 @api_guarded
 @runs.shows_downloads
-@on_gpu(**for_model(_model_setup))
+@on_gpu(**for_model(_model_settings))
 def api_predict(file, *form_values, progress=gr.Progress()):  # noqa: B008
-    image, setup = runs.load_image(file), _api_setup(*form_values)
-    result = runs.run_predict(setup, image)
+    image, run = runs.load_image(file), _api_run(form_values)
+    result = predict(image, run.settings, top_k=run.top_k)
     return {
-        "model": setup.name,
+        "model": run.settings.name,
         "predictions": runs.top_rows(result),
-        "head_is_random": bool(runs.field(result, "head_is_random")),
-        "adaptations": list(runs.field(result, "adaptations")),
+        "head_is_random": bool(result.head_is_random),
+        "adaptations": list(result.adaptations),
     }
 
 
 @api_guarded
 @runs.shows_downloads
-@on_gpu(**for_model(_model_setup))
+@on_gpu(**for_model(_model_settings))
 def api_features(file, *form_values, progress=gr.Progress()):  # noqa: B008
-    image, setup = runs.load_image(file), _api_setup(*form_values)
-    levels = list(runs.field(runs.run_features(setup, image), "levels"))
+    image, run = runs.load_image(file), _api_run(form_values)
+    levels = list(features(image, run.settings, out_indices=run.out_indices).levels)
     summary = [
         {k: lv[k] for k in ("index", "module", "channels", "reduction")}
         | {
@@ -79,22 +94,12 @@ def api_features(file, *form_values, progress=gr.Progress()):  # noqa: B008
     ]
     arrays = {f"level_{lv['index']}": lv["array"] for lv in levels}
     npz = runs.EXPORTS.write("feature_maps.npz", exports.features_npz(arrays))
-    return {"model": setup.name, "levels": summary}, str(npz)
+    return {"model": run.settings.name, "levels": summary}, str(npz)
 
 
 def api_form() -> list:
-    """Hidden inputs of the model endpoints: model, pretrained, in_chans, channels, num_classes,
-    out_indices, top_k, scaling (the order gradio_client callers pass them in)."""
-    return [
-        gr.Textbox(label="model", value=DEFAULT_MODEL),
-        gr.Checkbox(label="pretrained", value=True),
-        gr.Number(label="in_chans"),
-        gr.Textbox(label="channels", info="e.g. 3, 2, 1; empty: all"),
-        gr.Number(label="num_classes"),
-        gr.Textbox(label="out_indices", info="e.g. 1, 3; empty: all"),
-        gr.Number(label="top_k", value=5),
-        gr.Textbox(label="scaling", value="auto"),
-    ]
+    """Hidden inputs of the model endpoints, in API_FIELDS order (gradio_client passes them so)."""
+    return [API_INPUTS[name]() for name in API_FIELDS]
 
 
 def endpoint(fn, inputs, outputs, **options) -> None:

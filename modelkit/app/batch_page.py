@@ -8,6 +8,7 @@ import gradio as gr
 from modelkit.app import batch_figures, runs
 from modelkit.app.gpu import MAX_SECONDS, on_gpu
 from modelkit.app.guard import MODEL_WORK, guarded, status
+from modelkit.app.runs import FormRun, head_in_use
 from modelkit.app.setup_form import SetupForm
 from modelkit.batches import table as tables
 from modelkit.batches.project import project
@@ -46,20 +47,19 @@ def _figure(state: dict, colour_by: str):
 @guarded
 @runs.shows_downloads
 @on_gpu(MAX_SECONDS)
-def on_batch(archive, *form_values, progress=gr.Progress()):  # noqa: B008
+def on_batch(archive, use_head, head, *form_values, progress=gr.Progress()):  # noqa: B008
     from modelkit.batches.job import batch
 
     if not archive:
         raise ConfigError("Upload a .zip of images first (one sub-folder per group is fine).")
-    setup = runs.make_setup(*form_values)
-    kw = runs.engine_kwargs(setup, None)
-    del kw["image"]
+    run = FormRun.read(form_values)
+    head = head_in_use(head) if use_head else None
     progress(0.0, desc="Reading the ZIP")
 
     def report(done: int, total: int) -> None:
         progress(done / max(total, 1), desc=f"{done} of {total} images")
 
-    result = batch(str(archive), kw.pop("model"), top_k=setup.top_k, progress=report, **kw)
+    result = batch(str(archive), run.settings, head=head, top_k=run.top_k, progress=report)
     table = result.rows
     write = runs.EXPORTS.write
     files = [str(write("batch.parquet", tables.parquet_bytes(table))),
@@ -70,6 +70,9 @@ def on_batch(archive, *form_values, progress=gr.Progress()):  # noqa: B008
     note = (f"**{result.total} images** with `{result.model}`: {result.total - result.errors} "
             f"embedded, {result.errors} could not be used (see the error column)."
             f"{skipped}")  # fmt: skip
+    if head is not None:
+        note += f" Classes: the taught head's ({', '.join(head.classes)})."
+    note += "".join(f"\n\n- {n}" for n in result.notes)
     return "", note, _rows(table), files, gr.update(value=colour), _figure(state, colour), state
 
 
@@ -80,13 +83,15 @@ def on_colour(colour_by, state):
     return "", _figure(state, colour_by)
 
 
-def build(setup_form: SetupForm) -> None:
+def build(setup_form: SetupForm, head: gr.State) -> None:
     gr.Markdown(
         "Run the setup above on every image of a ZIP: one row per file, with its top-k, "
         "its embedding (in the Parquet download) and a map of which images look alike."
     )
     with gr.Row():
         archive = gr.File(label="ZIP of images", file_types=[".zip"], elem_id="mk-batch-zip")
+        use_head = gr.Checkbox(label="Use the taught head's classes (from the Teach tab)",
+                               elem_id="mk-batch-use-head")  # fmt: skip
         run = gr.Button("Run the batch", variant="primary", elem_id="mk-batch-run")
     note = gr.Markdown()
     rows = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, max_height=420,
@@ -96,7 +101,7 @@ def build(setup_form: SetupForm) -> None:
     colour = gr.Radio(COLOUR_BY, value=COLOUR_BY[0], label="Colour the map by")
     chart = gr.Plot(show_label=False, elem_id="mk-batch-map")
     state = gr.State(None)
-    run.click(on_batch, [archive, *setup_form.inputs],
+    run.click(on_batch, [archive, use_head, head, *setup_form.inputs],
               [status(), note, rows, downloads, colour, chart, state],
               concurrency_id=MODEL_WORK, api_visibility="private")  # fmt: skip
     colour.input(on_colour, [colour, state], [status(), chart], api_visibility="private")

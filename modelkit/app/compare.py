@@ -2,23 +2,23 @@
 labels they share, how much they agree, their time and size, and their feature maps at the
 strides they have in common. No gradio here; the Compare tab and /compare call ``compare``.
 
-    parse_entries(entries, base) -> list[Setup]     "resnet18", "efficientnet_lite0 pretrained=no"
-    compare(setups, image) -> (summary: dict of plain types, maps: [{"title", "maps"}])
+    parse_entries(entries, base) -> list[FormRun]   "resnet18", "efficientnet_lite0 pretrained=no"
+    compare(runs, image) -> (summary: dict of plain types, maps: [{"title", "maps"}])
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import replace
 
 import numpy as np
 
 from modelkit.app import runs
-from modelkit.app.form import Setup
+from modelkit.app.runs import FormRun
 from modelkit.errors import ConfigError
 from modelkit.images.limits import ImageArray
-from modelkit.runtime import engine
+from modelkit.runtime.engine import features, predict
+from modelkit.runtime.settings import RunSettings
 
 FEWEST, MOST = 2, 4
 OPTIONS = ("pretrained", "tag", "in_chans", "num_classes", "channels", "scaling")
@@ -33,8 +33,8 @@ def _flag(value: str) -> bool:
     raise ConfigError(f"pretrained={value!r}: write pretrained=yes or pretrained=no.")
 
 
-def parse_entry(text: str, base: Setup) -> Setup:
-    """'name key=value ...' over the base setup (the form's); the tag stays with its model."""
+def parse_entry(text: str, base: FormRun) -> FormRun:
+    """'name key=value ...' over the base run (the form's); the tag stays with its model."""
     words = text.replace(",", " ").split() if "=" in text else text.split()
     if not words:
         raise ConfigError("An empty model entry was given; write a model name, e.g. resnet18.")
@@ -47,16 +47,16 @@ def parse_entry(text: str, base: Setup) -> Setup:
         options[key] = value
     if "channels" in options:
         options["channels"] = options["channels"].replace(";", ",").replace("/", ",")
-    fields = base.to_dict() | {"model": name, "out_indices": None}
-    if name != base.model:
+    fields = base.settings.to_dict() | {"model": name}
+    if name != base.settings.model:
         fields["tag"] = ""
     fields |= options
     if "pretrained" in options:
         fields["pretrained"] = _flag(options["pretrained"])
-    return Setup.from_form(**fields)
+    return FormRun(RunSettings.from_form(fields), base.top_k)
 
 
-def parse_entries(entries, base: Setup) -> list[Setup]:
+def parse_entries(entries, base: FormRun) -> list[FormRun]:
     """2 to 4 setups from a list of entries or one text (entries split by ';' or new lines)."""
     if isinstance(entries, str):
         entries = re.split(r"[;\n]+", entries)
@@ -68,12 +68,14 @@ def parse_entries(entries, base: Setup) -> list[Setup]:
     return [parse_entry(item, base) for item in items]
 
 
-def title(setup: Setup, base: Setup | None = None) -> str:
-    """The setup's name and what sets it apart from the form's setup (``base``)."""
+def title(run: FormRun, base: FormRun | None = None) -> str:
+    """The run's model name and what sets it apart from the form's (``base``)."""
+    setup = run.settings
     notes = [] if setup.pretrained else ["random weights"]
+    reference = base.settings if base is not None else RunSettings()
     for key in ("in_chans", "num_classes", "channels", "scaling"):
         value = getattr(setup, key)
-        if value != (getattr(base, key) if base is not None else getattr(Setup, key)):
+        if value != getattr(reference, key):
             notes.append(f"{key}={value}")
     return setup.name + (f" ({', '.join(notes)})" if notes else "")
 
@@ -98,24 +100,22 @@ def _agreement(tops: list[list[str]]) -> dict:
 
 
 def compare(
-    setups: list[Setup], image: ImageArray, base: Setup | None = None
+    setups: list[FormRun], image: ImageArray, base: FormRun | None = None
 ) -> tuple[dict, list[dict]]:
     """Run every setup on the image; a plain-types summary and the maps for the figures."""
     models, nets = [], []
-    for setup in setups:
+    for run in setups:
         # no result cache: the times compared are of a real forward pass each
-        result = engine.predict(**runs.engine_kwargs(setup, image, top_k=setup.top_k,
-                                                     use_result_cache=False))  # fmt: skip
-        net = runs.cached_model(setup)
+        result = predict(image, run.settings, top_k=run.top_k, use_result_cache=False)
+        net = runs.cached_model(run.settings)
         nets.append(net)
-        timings = runs.field(result, "timings")
         models.append({
-            "title": title(setup, base), "model": setup.name, "setup": setup.to_dict(),
-            "predictions": runs.top_rows(result),
+            "title": title(run, base), "model": run.settings.name,
+            "setup": run.settings.to_dict(), "predictions": runs.top_rows(result),
             "params": int(sum(p.numel() for p in net.parameters())),
-            "forward_ms": round(float(timings.forward_ms), 1),
-            "total_ms": round(float(timings.total_ms), 1),
-            "head_is_random": bool(runs.field(result, "head_is_random")),
+            "forward_ms": round(float(result.timings.forward_ms), 1),
+            "total_ms": round(float(result.timings.total_ms), 1),
+            "head_is_random": bool(result.head_is_random),
         })  # fmt: skip
     seen: dict[str, int] = {}
     for m in models:  # two setups that print alike still need two names
@@ -130,10 +130,9 @@ def compare(
     per_model = [_strides(net) for net in nets]
     common = sorted(set.intersection(*(set(s) for s in per_model)))[-MAX_STRIDES:]
     maps = []
-    for setup, m, strides in zip(setups, models, per_model, strict=True):
+    for run, m, strides in zip(setups, models, per_model, strict=True):
         picked = tuple(int(strides[s]["index"]) for s in common)
-        levels = runs.field(runs.run_features(replace(setup, out_indices=picked), image),
-                            "levels") if picked else []  # fmt: skip
+        levels = features(image, run.settings, out_indices=picked).levels if picked else []
         by_index = {int(lv["index"]): lv for lv in levels}
         m["strides"] = {str(s): {"level": int(strides[s]["index"]),
                                  "module": strides[s]["module"],

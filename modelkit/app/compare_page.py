@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from modelkit.app import batch_figures, compare, form, runs
+from modelkit.app import batch_figures, compare, runs
 from modelkit.app.api import endpoint
 from modelkit.app.gpu import MAX_SECONDS, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.runs import FormRun
 from modelkit.app.setup_form import SetupForm
 from modelkit.models.registry import list_models
+from modelkit.runtime.settings import RunSettings
 
 HEADERS = ["model", "top-1", "parameters (M)", "forward ms", "total ms"]
 DEFAULT = ["efficientnet_lite0", "efficientnet_lite0 pretrained=no"]
@@ -18,7 +20,7 @@ DEFAULT = ["efficientnet_lite0", "efficientnet_lite0 pretrained=no"]
 
 def _run(file, entries, form_values):
     image = runs.load_image(file)
-    base = runs.make_setup(*form_values)
+    base = FormRun.read(form_values)
     return compare.compare(compare.parse_entries(entries, base), image, base)
 
 
@@ -44,8 +46,9 @@ def api_compare(file, models, pretrained, top_k, scaling, channels):
     """JSON: models (title, setup, predictions, params, forward_ms, total_ms, strides),
     shared_labels, agreement, strides."""
     image = runs.load_image(file)
-    base = form.Setup.from_form(pretrained=pretrained, top_k=top_k, scaling=scaling,
-                                channels=channels)  # fmt: skip
+    settings = RunSettings.from_form({"pretrained": pretrained, "scaling": scaling,
+                                      "channels": channels})  # fmt: skip
+    base = FormRun(settings, FormRun.read_top_k(top_k))
     return compare.compare(compare.parse_entries(models, base), image, base)[0]
 
 

@@ -10,11 +10,14 @@ from modelkit.app import runs
 from modelkit.app.explain_figures import band_figure, map_figure, shrink
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.runs import FormRun, head_in_use
 from modelkit.app.setup_form import SetupForm
 from modelkit.errors import ConfigError
 from modelkit.explanations.bands import BASELINES
 from modelkit.explanations.bandsets import BAND_SETS, band_labels
 from modelkit.images import display
+from modelkit.runtime.engine import predict
+from modelkit.runtime.settings import RunSettings
 
 METHODS = [
     ("Band importance (each band replaced)", "bands"),
@@ -47,9 +50,10 @@ def _steps(steps) -> int:
     return int(float(steps))
 
 
-def run_explain(setup, image, method: str, target, baseline: str, head=None, steps=32):
-    """explain() with the form's setup, or with a taught head's own model and settings;
-    'shapley' is band importance by Shapley sampling."""
+def run_explain(settings, image, method: str, target, baseline: str, head=None, steps=32):
+    """explain() with the form's settings, or with a taught head (whose settings win: explain
+    names in its notes any setting of the form it did not use); 'shapley' is band importance by
+    Shapley sampling."""
     from modelkit.explanations.api import explain
 
     samples = SHAPLEY_SAMPLES if method == "shapley" else None
@@ -57,22 +61,19 @@ def run_explain(setup, image, method: str, target, baseline: str, head=None, ste
     if method not in {m for _, m in METHODS}:
         raise ConfigError(f"Method {method!r} is not known; pick one from the list.")
     target = None if target in (None, "") else int(target)
-    kwargs = runs.engine_kwargs(setup, image)
-    if head is not None:  # the head decides the model and the preprocessing it was taught with
-        kwargs = {**head.engine_settings(), "image": image, "model": head.model,
-                  "device": setup.device, "precision": setup.precision}  # fmt: skip
-    return explain(**kwargs, head=head, method=method, target=target,
+    return explain(image, settings, head=head, method=method, target=target,
                    baseline=baseline or "mean", shapley_samples=samples,
                    steps=_steps(steps))  # fmt: skip
 
 
-def _targets(setup, image, head) -> list[tuple[str, str]]:
+def _targets(settings, image, head) -> list[tuple[str, str]]:
     """The target choices: the model's top-k, or every taught class (most likely first)."""
     if head is not None:
-        result = head.predict(image, top_k=len(head.classes))
+        result = head.predict(image, top_k=len(head.classes), device=settings.device,
+                              precision=settings.precision)  # fmt: skip
         pairs = zip(result.labels, result.probabilities, result.indices, strict=True)
     else:
-        rows = runs.top_rows(runs.run_predict(setup, image))
+        rows = runs.top_rows(predict(image, settings))
         pairs = ((r["label"], r["probability"], r["index"]) for r in rows)
     return [(f"{label} ({p:.1%})", str(i)) for label, p, i in pairs]
 
@@ -101,8 +102,8 @@ def _tab(values) -> dict:
     return dict(zip(TAB_INPUTS, values[-len(TAB_INPUTS) :], strict=True))
 
 
-def _explain_setup(file, *values, **_):
-    return runs.make_setup(*values[: -len(TAB_INPUTS)])
+def _explain_settings(file, *values, **_):
+    return FormRun.read(values[: -len(TAB_INPUTS)]).settings
 
 
 def _explain_passes(file, *values, **_) -> int:
@@ -117,23 +118,19 @@ def _api_explain_seconds(file, model, *rest, **_) -> int:
 
 @guarded
 @runs.shows_downloads
-@on_gpu(**for_model(_explain_setup, images=_explain_passes))
+@on_gpu(**for_model(_explain_settings, images=_explain_passes))
 def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
-    *form_values, method, target, baseline, steps, preset, opacity, use_head, head_path = values
+    *form_values, method, target, baseline, steps, preset, opacity, use_head, head = values
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
-    setup = runs.make_setup(*form_values)
-    head = None
-    if use_head:
-        from modelkit.app.teach_page import head_from
-
-        head = head_from(head_path)
-    progress(0.15, desc=runs.model_step(setup))
-    choices = _targets(setup, image, head)
+    settings = FormRun.read(form_values).settings
+    head = head_in_use(head) if use_head else None
+    progress(0.15, desc=runs.model_step(head.settings if head else settings))
+    choices = _targets(settings, image, head)
     if target not in [c for _, c in choices]:
         target = choices[0][1]
     progress(0.35, desc="Explaining (band copies or gradients)")
-    out = run_explain(setup, image, method, target, baseline, head, steps)
+    out = run_explain(settings, image, method, target, baseline, head, steps)
     progress(0.9, desc="Drawing the charts")
     title = f"Band importance for '{out.target_label}'"
     shown = None
@@ -172,9 +169,9 @@ def on_opacity(opacity, shown):
     return "", _map(shown, opacity)
 
 
-def build(form: SetupForm, head_path: gr.State) -> None:
-    """The Explain tab's controls and results, wired to the shared setup form and to the head
-    in use on the Teach tab (``head_path``)."""
+def build(form: SetupForm, head: gr.State) -> None:
+    """The Explain tab's controls and results, wired to the shared setup form and to the page's
+    taught head (``head``)."""
     gr.Markdown("Which bands and which regions drive the answer, for the image and setup above.")
     use_head = gr.Checkbox(label="Explain the taught classes (the head in use on the Teach tab)",
                            elem_id="mk-explain-use-head")  # fmt: skip
@@ -200,7 +197,7 @@ def build(form: SetupForm, head_path: gr.State) -> None:
     notes = gr.Markdown(elem_id="mk-explain-notes")
     shown = gr.State(None)  # the last map, shrunk (a few hundred pixels a side)
     inputs = [form.upload, *form.inputs, method, target, baseline, steps, preset, opacity,
-              use_head, head_path]  # fmt: skip
+              use_head, head]  # fmt: skip
     outputs = [status(), target, bands, heat, notes, shown]
     explained = button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK,
                              api_visibility="private")  # fmt: skip
@@ -213,15 +210,12 @@ def build(form: SetupForm, head_path: gr.State) -> None:
 @on_gpu(_api_explain_seconds)
 def api_explain(file, model, pretrained, in_chans, channels, num_classes, scaling, method,
                 target, baseline, steps=32):  # fmt: skip
-    from modelkit.app.form import Setup
-
-    setup = Setup.from_form(
-        model=model, pretrained=pretrained, in_chans=in_chans, channels=channels,
-        num_classes=num_classes, scaling=scaling,
-    )  # fmt: skip
+    settings = RunSettings.from_form({"model": model, "pretrained": pretrained,
+                                      "in_chans": in_chans, "channels": channels,
+                                      "num_classes": num_classes, "scaling": scaling})  # fmt: skip
     image = runs.load_image(file)
     out = run_explain(
-        setup, image, str(method or "bands"), target, str(baseline or "mean"), steps=steps
+        settings, image, str(method or "bands"), target, str(baseline or "mean"), steps=steps
     )
     heat = None
     if out.heatmap is not None:
@@ -231,7 +225,7 @@ def api_explain(file, model, pretrained, in_chans, channels, num_classes, scalin
         np.save(buffer, out.heatmap, allow_pickle=False)
         heat = str(runs.EXPORTS.write("explanation_heatmap.npy", buffer.getvalue()))
     result = {
-        "model": setup.name, "method": out.method, "target_index": out.target_index,
+        "model": settings.name, "method": out.method, "target_index": out.target_index,
         "target_label": out.target_label, "score": out.score, "layer": out.layer,
         "bands": [{"band": n, "importance": float(v)}
                   for n, v in zip(out.band_names, out.band_importance, strict=True)],

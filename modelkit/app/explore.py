@@ -8,18 +8,21 @@ import gradio as gr
 from modelkit.app import exports, figures, form, runs
 from modelkit.app.gpu import for_model, on_gpu
 from modelkit.app.guard import MODEL_WORK, guarded, status
+from modelkit.app.runs import FormRun
 from modelkit.app.setup_form import SetupForm
 from modelkit.app.snippet import make_snippet
 from modelkit.errors import ConfigError
 from modelkit.images.limits import ImageArray
 from modelkit.models.registry import get_pretrained_cfg
+from modelkit.runtime.engine import features, predict
+from modelkit.runtime.settings import RunSettings
 
 
-def _level_view(setup: form.Setup, image: ImageArray, level: dict):
+def _level_view(settings: RunSettings, image: ImageArray, level: dict):
     """Level line, channel grid, PCA and mean-over-input figures of one feature level."""
     fmap = level["array"]
     fmap = fmap[0] if fmap.ndim == 4 else fmap
-    config = get_pretrained_cfg(setup.name).data_config()
+    config = get_pretrained_cfg(settings.name).data_config()
     background = figures.input_view(image, config)
     name = f"level {level['index']}"
     return (
@@ -30,7 +33,7 @@ def _level_view(setup: form.Setup, image: ImageArray, level: dict):
     )
 
 
-def _downloads(setup: form.Setup, rows: list[dict] | None, levels: list[dict]) -> list[str]:
+def _downloads(run: FormRun, rows: list[dict] | None, levels: list[dict]) -> list[str]:
     arrays = {f"level_{lv['index']}": lv["array"] for lv in levels}
     write = runs.EXPORTS.write
     files = [str(write("feature_maps.npz", exports.features_npz(arrays)))]
@@ -38,7 +41,7 @@ def _downloads(setup: form.Setup, rows: list[dict] | None, levels: list[dict]) -
         return files
     return [
         str(write("predictions.csv", exports.predictions_csv(rows))),
-        str(write("predictions.json", exports.predictions_json(rows, setup.to_dict()))),
+        str(write("predictions.json", exports.predictions_json(rows, run.to_dict()))),
         *files,
     ]
 
@@ -50,58 +53,51 @@ NO_CLASSIFIER = (
 )
 
 
-def _has_classifier(setup: form.Setup) -> bool:
+def _has_classifier(settings: RunSettings) -> bool:
     """False for weights published without a head (num_classes 0) when none is asked for."""
-    if setup.num_classes is not None:
-        return setup.num_classes > 0  # 0 asked for: the engine says so in words
-    return bool(get_pretrained_cfg(setup.name).num_classes) or not setup.pretrained
+    if settings.num_classes is not None:
+        return settings.num_classes > 0  # 0 asked for: the engine says so in words
+    return bool(get_pretrained_cfg(settings.name).num_classes) or not settings.pretrained
 
 
-def _run_setup(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
-               scaling, device, precision, progress=None) -> form.Setup:  # fmt: skip
-    return runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,
-                           top_k, scaling, device, precision)  # fmt: skip
+def _run_settings(file, *form_values, progress=None) -> RunSettings:
+    return FormRun.read(form_values).settings
 
 
-def _level_setup(level, last) -> form.Setup:
-    return form.Setup(**{**last["setup"], "out_indices": (int(level),)})
+def _level_settings(level, last) -> RunSettings:
+    return FormRun.from_dict(last["run"]).settings
 
 
 @guarded
 @runs.shows_downloads  # weights not on disk yet: their download shows in the progress bar
-@on_gpu(**for_model(_run_setup, passes=2))
-def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
-           scaling, device, precision, progress=gr.Progress(track_tqdm=True)):  # noqa: B008  # fmt: skip
+@on_gpu(**for_model(_run_settings, passes=2))
+def on_run(file, *form_values, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
-    setup = runs.make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels,
-                            top_k, scaling, device, precision)  # fmt: skip
-    progress(0.15, desc=runs.model_step(setup))
-    result = runs.run_predict(setup, image) if _has_classifier(setup) else None
+    run = FormRun.read(form_values)
+    settings = run.settings
+    progress(0.15, desc=runs.model_step(settings))
+    result = predict(image, settings, top_k=run.top_k) if _has_classifier(settings) else None
     progress(0.6, desc="Computing the feature maps")
-    maps = runs.run_features(setup, image)
-    levels = list(runs.field(maps, "levels"))
+    maps = features(image, settings, out_indices=run.out_indices)
+    levels = list(maps.levels)
     progress(0.8, desc="Drawing the charts")
     rows, chart = None, None
-    note = NO_CLASSIFIER + "\n\n" + form.prediction_note(False, 0, runs.field(maps, "adaptations"))
+    note = NO_CLASSIFIER + "\n\n" + form.prediction_note(False, 0, maps.adaptations)
     if result is not None:
         rows = runs.top_rows(result)
         chart = figures.topk_figure([r["label"] for r in rows], [r["probability"] for r in rows])
-        note = form.prediction_note(
-            bool(runs.field(result, "head_is_random")),
-            len(runs.field(result, "logits")),
-            runs.field(result, "adaptations"),
-        )
+        note = form.prediction_note(result.head_is_random, len(result.logits), result.adaptations)
     choices = [(f"level {lv['index']}", lv["index"]) for lv in levels]
     return (
         "",
         chart,
         note,
         gr.update(choices=choices, value=levels[0]["index"]),
-        *_level_view(setup, image, levels[0]),
-        make_snippet(setup, image.filename),
-        _downloads(setup, rows, levels),
-        {"file": file, "setup": setup.to_dict()},
+        *_level_view(settings, image, levels[0]),
+        make_snippet(run, image.filename),
+        _downloads(run, rows, levels),
+        {"file": file, "run": run.to_dict()},
     )
 
 
@@ -111,11 +107,11 @@ def on_run(file, model, pretrained, tag, in_chans, channels, num_classes, levels
 def on_weights(last):
     if not last:
         raise ConfigError("Run a model first; then its adapted weights can be downloaded.")
-    setup = form.Setup(**last["setup"])
-    model = runs.cached_model(setup)
-    meta = {"model": setup.name, "in_chans": model.data_config.in_chans}
+    settings = FormRun.from_dict(last["run"]).settings
+    model = runs.cached_model(settings)
+    meta = {"model": settings.name, "in_chans": model.data_config.in_chans}
     data = exports.weights_safetensors(model, meta)
-    return "", str(runs.EXPORTS.write(f"{setup.model}-adapted.safetensors", data))
+    return "", str(runs.EXPORTS.write(f"{settings.model}-adapted.safetensors", data))
 
 
 @guarded
@@ -125,12 +121,12 @@ def on_level(level, last):
     return _show_level(level, last)
 
 
-@on_gpu(**for_model(_level_setup))
+@on_gpu(**for_model(_level_settings))
 def _show_level(level, last):
-    setup = _level_setup(level, last)
+    settings = _level_settings(level, last)
     image = runs.load_image(last["file"])
-    levels = runs.field(runs.run_features(setup, image), "levels")
-    return "", *_level_view(setup, image, levels[0])
+    levels = features(image, settings, out_indices=(int(level),)).levels
+    return "", *_level_view(settings, image, levels[0])
 
 
 def build(setup_form: SetupForm) -> gr.State:

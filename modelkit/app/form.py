@@ -9,8 +9,6 @@ Public API::
     search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
     model_card(info) -> str                            # markdown from factory.model_info
     image_summary(image) -> str                        # markdown: format, shape, dtype, notes
-    parse_indices(value, what, count=None) -> tuple[int, ...] | None
-    Setup(...)                                         # every setting of one run, validated
     prediction_note(result_head_is_random, num_classes, adaptations) -> str
     level_summary(level: dict, shape) -> str
 """
@@ -21,12 +19,11 @@ import fnmatch
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 from modelkit.errors import ConfigError, ModelkitError
 from modelkit.images.limits import ImageArray
 from modelkit.models.info import model_summaries
-from modelkit.models.registry import list_models, split_name
+from modelkit.models.registry import list_models
 from modelkit.models.sensors import suggestions
 
 log = logging.getLogger(__name__)
@@ -206,94 +203,6 @@ def image_summary(image: ImageArray) -> str:
             "its tag and the channels in its band order)."
         )
     return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
-
-
-def parse_indices(value, what: str, count: int | None = None) -> tuple[int, ...] | None:
-    """'3, 2, 1' / [3, 2, 1] / ['3: B4', ...] -> (3, 2, 1); empty -> None. Checked against count."""
-    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
-        return None
-    items = re.split(r"[\s,]+", value.strip()) if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        text = str(item).split(":", 1)[0].strip()
-        if not re.fullmatch(r"-?\d+", text):
-            raise ConfigError(
-                f"{what}: {item!r} is not a number. Give whole numbers separated by commas, "
-                "e.g. 3, 2, 1."
-            )
-        index = int(text)
-        if count is not None and not -count <= index < count:
-            raise ConfigError(
-                f"{what}: {index} is out of range; there are {count} to choose from "
-                f"(0 to {count - 1})."
-            )
-        out.append(index % count if count is not None else index)
-    return tuple(out)
-
-
-def _optional_int(value, what: str, low: int, high: int) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number.is_integer() or not low <= number <= high:
-        raise ConfigError(f"{what} must be a whole number from {low} to {high}; got {value!r}.")
-    return int(number)
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Every setting of one run, as the form gives it, checked and normalised."""
-
-    model: str = "efficientnet_lite0"
-    pretrained: bool = True
-    tag: str = ""
-    in_chans: int | None = None
-    channels: tuple[int, ...] | None = None
-    num_classes: int | None = None
-    out_indices: tuple[int, ...] | None = None
-    top_k: int = 5
-    scaling: str = "auto"
-    device: str = "auto"
-    precision: str = "fp32"
-
-    @classmethod
-    def from_form(cls, **form) -> Setup:
-        """Build from raw form values (strings, floats, lists); raises ConfigError on nonsense.
-        A tag typed into the model's name (``arch.tag``) wins over the tag field."""
-        model, typed_tag = split_name(str(form.get("model") or "").strip() or cls.model)
-        return cls(
-            model=model,
-            pretrained=bool(form.get("pretrained", True)),
-            tag=typed_tag or str(form.get("tag") or "").strip(),
-            in_chans=_optional_int(form.get("in_chans"), "in_chans", 1, 512),
-            channels=parse_indices(form.get("channels"), "Image channels", form.get("n_bands")),
-            num_classes=_optional_int(form.get("num_classes"), "num_classes", 0, 100_000),
-            out_indices=parse_indices(form.get("out_indices"), "Feature levels"),
-            top_k=_optional_int(form.get("top_k"), "top-k", 1, 1000) or 5,
-            scaling=str(form.get("scaling") or "auto"),
-            device=str(form.get("device") or "auto"),
-            precision=str(form.get("precision") or "fp32"),
-        )
-
-    @property
-    def name(self) -> str:
-        """``arch.tag`` when a tag is chosen and weights are wanted, else the bare name."""
-        return f"{self.model}.{self.tag}" if self.pretrained and self.tag else self.model
-
-    def create_kwargs(self) -> dict:
-        """The create_model keyword arguments that differ from the defaults."""
-        kwargs = {"pretrained": self.pretrained}
-        if self.in_chans is not None:
-            kwargs["in_chans"] = self.in_chans
-        if self.num_classes is not None:
-            kwargs["num_classes"] = self.num_classes
-        return kwargs
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def prediction_note(head_is_random: bool, num_classes: int, adaptations: Sequence[str]) -> str:

@@ -144,7 +144,7 @@ def model_seconds(model: str, images: int = 1, passes: int = 1) -> int:
 
 def for_model(setup_of: Callable, images: int | Callable[..., int] = 1, passes: int = 1) -> dict:
     """``on_gpu`` arguments for a handler that runs the model of ``setup_of(*args)`` (a
-    ``form.Setup``, or None when the handler will not run one): the duration from the model's
+    ``RunSettings``, or None when the handler will not run one): the duration from the model's
     size, and the model built in the main process before the GPU call."""
 
     def duration(*args, **kwargs) -> int:

@@ -1,17 +1,19 @@
-"""What the pages ask of the engine: the uploaded image, the form's setup, a prediction or the
-feature maps, and their rows. No gradio here; every page shares these few lines."""
+"""What the pages share: the uploaded image, the form read into a ``FormRun`` (RunSettings plus
+top-k and levels), the model of a run, prediction rows. No gradio here."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelkit.app import exports
-from modelkit.app.form import Setup
-from modelkit.errors import ImageReadError
+from modelkit.errors import ConfigError, ImageReadError
 from modelkit.images.limits import ImageArray
 from modelkit.images.read import read_image
+from modelkit.runtime.settings import RunSettings, parse_indices
 
 EXPORTS = exports.ExportDir()
 
@@ -29,74 +31,76 @@ def load_image(file: str | None) -> ImageArray:
     return _read_cached(str(file), stat.st_mtime_ns, stat.st_size)
 
 
-def make_setup(model, pretrained, tag, in_chans, channels, num_classes, levels, top_k, *rest):
-    """The setup form's values, in the order of ``SetupForm.inputs``, as a checked Setup."""
-    scaling, device, precision = rest
-    return Setup.from_form(
-        model=model, pretrained=pretrained, tag=tag, in_chans=in_chans, channels=channels,
-        num_classes=num_classes, out_indices=levels, top_k=top_k, scaling=scaling,
-        device=device, precision=precision,
-    )  # fmt: skip
+# the setup form's fields, in the order of ``SetupForm.inputs``: the one place that order lives
+FORM_FIELDS = ("model", "pretrained", "tag", "in_chans", "channels", "num_classes", "out_indices",
+               "top_k", "scaling", "device", "precision")  # fmt: skip
 
 
-def engine_kwargs(setup: Setup, image: ImageArray | None, **extra) -> dict:
-    """Setup -> the engine's keyword arguments (the one place that knows the engine's names)."""
-    return dict(
-        image=image, model=setup.name, pretrained=setup.pretrained, in_chans=setup.in_chans,
-        num_classes=setup.num_classes, channels=setup.channels, scaling=setup.scaling,
-        device=setup.device, precision=setup.precision, **extra,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class FormRun:
+    """What the page's form asks for: the run's settings, and the call's own choices."""
 
+    settings: RunSettings
+    top_k: int = 5
+    out_indices: tuple[int, ...] | None = None
 
-def run_predict(setup: Setup, image: ImageArray):
-    from modelkit.runtime import engine
+    @classmethod
+    def read(cls, values: Sequence) -> FormRun:
+        """The form's raw values (in FORM_FIELDS order), checked; nonsense is a ConfigError."""
+        raw = dict(zip(FORM_FIELDS, values, strict=True))
+        top_k, levels = cls.read_top_k(raw.pop("top_k")), raw.pop("out_indices")
+        return cls(RunSettings.from_form(raw), top_k, parse_indices(levels, "Feature levels"))
 
-    return engine.predict(**engine_kwargs(setup, image, top_k=setup.top_k))
+    @staticmethod
+    def read_top_k(value) -> int:
+        """Top-k from a form value (empty: 5)."""
+        value = 5 if value in (None, "") else value
+        whole = isinstance(value, int | float) and float(value).is_integer()
+        if not (whole and 1 <= value <= 1000):
+            raise ConfigError(f"top-k must be a whole number from 1 to 1000; got {value!r}.")
+        return int(value)
 
+    def to_dict(self) -> dict:
+        out = list(self.out_indices) if self.out_indices is not None else None
+        return {"settings": self.settings.to_dict(), "top_k": self.top_k, "out_indices": out}
 
-def run_features(setup: Setup, image: ImageArray):
-    from modelkit.runtime import engine
-
-    return engine.features(**engine_kwargs(setup, image, out_indices=setup.out_indices))
-
-
-def field(obj, name: str):
-    """A result's field, whether the result is a dataclass or its dict form from the cache."""
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+    @classmethod
+    def from_dict(cls, data: dict) -> FormRun:
+        out = data.get("out_indices")
+        return cls(RunSettings.from_dict(data["settings"]), int(data.get("top_k", 5)),
+                   tuple(out) if out is not None else None)  # fmt: skip
 
 
 def top_rows(result) -> list[dict]:
-    labels, probs, indices = (field(result, k) for k in ("labels", "probabilities", "indices"))
+    """A Prediction's top-k as table rows (rank, label, index, probability)."""
+    labels, probs, indices = result.labels, result.probabilities, result.indices
     return [
         {"rank": r + 1, "label": lab, "index": int(i), "probability": round(float(p), 6)}
         for r, (lab, p, i) in enumerate(zip(labels, probs, indices, strict=True))
     ]
 
 
-def model_key(setup: Setup):
-    from modelkit.runtime.engine import model_key as engine_model_key
-
-    kw = engine_kwargs(setup, image=None)
-    del kw["image"]
-    return engine_model_key(kw.pop("model"), **kw)
-
-
-def model_step(setup: Setup) -> str:
+def model_step(settings: RunSettings) -> str:
     """What the first model step will do: a first use builds and loads weights (the slow part)."""
-    from modelkit.runtime.engine import default_model_cache
+    from modelkit.runtime.run import default_model_cache
 
-    if model_key(setup) in default_model_cache():
-        return f"Running {setup.name}"
-    weights = " and loading its weights" if setup.pretrained else ""
-    return f"Building {setup.name}{weights} (first use; later runs are faster)"
+    if settings.model_key() in default_model_cache():
+        return f"Running {settings.name}"
+    weights = " and loading its weights" if settings.pretrained else ""
+    return f"Building {settings.name}{weights} (first use; later runs are faster)"
 
 
-def cached_model(setup: Setup):
-    """The built model of a setup (from the model cache; built on a miss)."""
-    from modelkit.runtime.engine import default_model_cache
+def cached_model(settings: RunSettings):
+    """The built model of these settings (from the model cache; built on a miss)."""
+    return settings.build()[0]
 
-    model, _ = default_model_cache().get(model_key(setup))
-    return model
+
+def head_in_use(head):
+    """The page's taught head (one State that Teach fills and Explore, Explain, Batch read)."""
+    if head is None:
+        raise ConfigError("No taught head yet: train one on the Teach tab, or upload an earlier "
+                          "head file there.")  # fmt: skip
+    return head
 
 
 def shows_downloads(fn):

@@ -12,13 +12,14 @@ import gradio as gr
 
 from modelkit.app import figures, form
 from modelkit.app.guard import guarded, status
-from modelkit.app.runs import load_image
+from modelkit.app.runs import FORM_FIELDS, load_image
 from modelkit.images import display
 from modelkit.images.limits import ImageArray
 from modelkit.images.preprocess import SCALINGS, as_chw, band_limits
 from modelkit.models import sensors
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_families, list_sources, split_name
+from modelkit.runtime.settings import parse_indices
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,18 @@ class SetupForm:
                           api_visibility="private", show_progress="hidden")  # fmt: skip
 
     @property
+    def fields(self) -> dict:
+        """The form's components by the name of the setting each one holds."""
+        return {"model": self.model, "pretrained": self.pretrained, "tag": self.tag,
+                "in_chans": self.in_chans, "channels": self.channels,
+                "num_classes": self.num_classes, "out_indices": self.levels, "top_k": self.top_k,
+                "scaling": self.scaling, "device": self.device,
+                "precision": self.precision}  # fmt: skip
+
+    @property
     def inputs(self) -> list:
-        """In the order of ``runs.make_setup``'s arguments."""
-        return [self.model, self.pretrained, self.tag, self.in_chans, self.channels,
-                self.num_classes, self.levels, self.top_k, self.scaling, self.device,
-                self.precision]  # fmt: skip
+        """The components in ``runs.FORM_FIELDS`` order (``runs.FormRun.read`` reads them)."""
+        return [self.fields[name] for name in FORM_FIELDS]
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -130,10 +138,11 @@ def on_use(name, current):
 
 
 def _sensor(model, pretrained, tag) -> sensors.SensorWeights | None:
-    """The sensor checkpoint the form asks for, if it does (the name Setup.name gives)."""
+    """The sensor checkpoint the form asks for, if it does (the name RunSettings gives)."""
     if not (pretrained and model):
         return None
-    name = form.Setup.from_form(model=model, tag=tag).name
+    arch, typed = split_name(str(model).strip())
+    name = f"{arch}.{typed or tag}" if (typed or tag) else arch
     return sensors.sensor_weights(name) if "." in name else None
 
 
@@ -226,7 +235,7 @@ def on_preset(file, preset):
 @guarded
 def on_bands(file, bands):
     image = load_image(file)
-    picked = form.parse_indices(bands, "Preview bands", image.num_channels) or (0,)
+    picked = parse_indices(bands, "Preview bands", image.num_channels) or (0,)
     return "", display.composite(image, picked[:3])
 
 
@@ -234,7 +243,7 @@ def on_bands(file, bands):
 def on_channels(file, channels, model, pretrained, tag):
     """The user's own pick: in_chans follows it; with sensor weights, say what it feeds."""
     image = load_image(file)
-    picked = form.parse_indices(channels, "Image channels", image.num_channels)
+    picked = parse_indices(channels, "Image channels", image.num_channels)
     picked = picked or tuple(range(image.num_channels))
     weights = _sensor(model, pretrained, tag)
     note = ""

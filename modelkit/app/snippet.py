@@ -2,25 +2,26 @@
 
 Public API::
 
-    make_snippet(setup: Setup, filename: str) -> str
+    make_snippet(run: FormRun, filename: str) -> str
 
 Every value goes into the code through ``repr``, so a strange file name cannot become code.
 """
 
 from __future__ import annotations
 
-from modelkit.app.form import Setup
+from modelkit.app.runs import FormRun
 
 
-def _args(setup: Setup, **extra) -> str:
-    parts = [repr(setup.name)]
-    parts += [f"{k}={v!r}" for k, v in {**setup.create_kwargs(), **extra}.items()]
+def _args(run: FormRun) -> str:
+    parts = [repr(run.settings.name)]
+    parts += [f"{k}={v!r}" for k, v in run.settings.create_kwargs().items()]
     return ", ".join(parts)
 
 
-def make_snippet(setup: Setup, filename: str) -> str:
+def make_snippet(run: FormRun, filename: str) -> str:
     """A runnable script: read the file, build the model, print top-k, list feature shapes."""
-    out_indices = list(setup.out_indices) if setup.out_indices is not None else None
+    setup = run.settings
+    out_indices = list(run.out_indices) if run.out_indices is not None else None
     channels = list(setup.channels) if setup.channels is not None else None
     return f"""\
 import torch
@@ -33,14 +34,14 @@ path = {filename!r}  # your image file
 with open(path, "rb") as f:
     image = read_image(f.read(), path)
 
-model = create_model({_args(setup)}).eval()
+model = create_model({_args(run)}).eval()
 x = preprocess(image, model.data_config, channels={channels!r}, scaling={setup.scaling!r})
 
 with torch.inference_mode():
     probabilities = model(x).softmax(dim=-1)[0]
     levels = model.forward_intermediates(x, out_indices={out_indices!r})
 
-top = probabilities.topk(min({setup.top_k!r}, probabilities.numel()))
+top = probabilities.topk(min({run.top_k!r}, probabilities.numel()))
 for p, i in zip(top.values.tolist(), top.indices.tolist()):
     label = model.categories[i] if model.categories else f"class {{i}}"
     print(f"{{label}}: {{p:.1%}}")

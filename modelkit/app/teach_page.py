@@ -6,7 +6,6 @@ Endpoints: /teach (ZIP in; metrics JSON and the head file out), /predict_with_he
 
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 
@@ -16,10 +15,12 @@ from modelkit.app import figures, runs, teach_figures, teach_state
 from modelkit.app.api import endpoint
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.runs import FormRun, head_in_use
 from modelkit.app.setup_form import FILE_TYPES, SetupForm
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS
-from modelkit.teach.head import TrainedHead, load_head
+from modelkit.runtime.settings import RunSettings
+from modelkit.teach.head import TrainedHead, as_head
 from modelkit.teach.snippet import head_snippet
 
 INTRO = """Teach the model **your** classes: give a few labelled examples per class (any channel
@@ -29,32 +30,19 @@ by a head that never saw it. Model, weights, tag, scaling and device come from t
 the channels follow your examples unless you pick channels there."""
 
 
-@functools.lru_cache(maxsize=4)
-def _head(path: str, mtime_ns: int) -> TrainedHead:
-    return load_head(path)
-
-
-def head_from(path: str | None) -> TrainedHead:
-    if not path:
-        raise ConfigError("No head yet: train one above, or upload an earlier head file.")
-    return _head(str(path), Path(path).stat().st_mtime_ns)
-
-
 def _file_name(head: TrainedHead) -> str:
     model = re.sub(r"[^A-Za-z0-9_.-]", "-", head.model)[:60]
     return f"head-{model}-{len(head.classes)}classes.safetensors"
 
 
-def _teach(examples, setup, augment: str, progress=None) -> TrainedHead:
+def _teach(examples, settings: RunSettings, augment: str, progress=None) -> TrainedHead:
     from modelkit.teach.train import train_head  # scikit-learn: imported when first teaching
 
-    return train_head(
-        examples.images, examples.labels, setup.model, pretrained=setup.pretrained,
-        tag=setup.tag or None, channels=setup.channels,
-        in_chans=len(setup.channels) if setup.channels else None, scaling=setup.scaling,
-        augment=augment, image_bytes=examples.image_bytes, names=examples.names,
-        device=setup.device, precision=setup.precision, progress=progress,
-    )  # fmt: skip
+    # the model takes the examples' channel count (the form's in_chans is the last image's)
+    settings = settings.replace(in_chans=None)
+    return train_head(examples.images, examples.labels, settings, augment=augment,
+                      image_bytes=examples.image_bytes, names=examples.names,
+                      progress=progress)  # fmt: skip
 
 
 def _examples_view(items: list[dict], warnings=()):
@@ -95,8 +83,8 @@ def on_remove(items, cls):
     return _examples_view(teach_state.remove(items, cls))
 
 
-def _train_setup(items, augment, *form_values, **_):
-    return runs.make_setup(*form_values)
+def _train_settings(items, augment, *form_values, **_) -> RunSettings:
+    return FormRun.read(form_values).settings
 
 
 def _train_views(items, augment, *form_values, **_) -> int:
@@ -104,23 +92,23 @@ def _train_views(items, augment, *form_values, **_) -> int:
     return len(items or []) * len(VIEW_SETS.get(augment, ("identity",)))
 
 
-def _predict_seconds(file, head_path, top_k, **_) -> int:
-    head = head_from(head_path)
+def _predict_seconds(file, head, top_k, **_) -> int:
+    head = head_in_use(head)
     return model_seconds(head.model, len(VIEW_SETS.get(head.setup.get("views"), ("identity",))))
 
 
 @guarded
 @runs.shows_downloads
-@on_gpu(**for_model(_train_setup, images=_train_views))
+@on_gpu(**for_model(_train_settings, images=_train_views))
 def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B008
-    setup = runs.make_setup(*form_values)
+    settings = FormRun.read(form_values).settings
     progress(0.0, desc="Reading the examples")
     examples = teach_state.load(items)
 
     def count(done: int, total: int) -> None:
         progress((done, total), desc="Embedding the examples", unit="images")
 
-    head = _teach(examples, setup, augment, count)
+    head = _teach(examples, settings, augment, count)
     name = _file_name(head)
     path = runs.EXPORTS.write(name, head.to_bytes())
     wrong = [
@@ -133,7 +121,7 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
         teach_figures.confusion_figure(head.confusion, head.classes),
         gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {len(wrong)}"
                   + (" (showing 24)" if len(head.misclassified) > 24 else "")), str(path),
-        head_snippet(head.setup, name, "your_image.png"), str(path),
+        head_snippet(head.setup, name, "your_image.png"), head,
         f"Using the head just trained ({name}).",
     )  # fmt: skip
 
@@ -142,21 +130,21 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
 def on_head_upload(file):
     if not file:
         return {status(): ""}
-    head = head_from(file)
+    head = as_head(file)
     return (
-        "", str(file), f"Using the uploaded head **{Path(file).name}**: "
+        "", head, f"Using the uploaded head **{Path(file).name}**: "
         f"{', '.join(head.classes)} on `{head.model}`.\n\n" + teach_figures.summary(head),
     )  # fmt: skip
 
 
 @guarded
 @on_gpu(_predict_seconds)
-def on_predict(file, head_path, top_k):
-    head, image = head_from(head_path), runs.load_image(file)
+def on_predict(file, head, top_k):
+    head, image = head_in_use(head), runs.load_image(file)
     result = head.predict(image, top_k=int(top_k or 5))
     chart = figures.topk_figure(result.labels, result.probabilities,
                                 title="Taught classes")  # fmt: skip
-    return "", chart, teach_figures.head_note(head, Path(head_path).name)
+    return "", chart, teach_figures.head_note(head, _file_name(head))
 
 
 # --- API ------------------------------------------------------------------------------------------
@@ -168,9 +156,9 @@ def api_teach(zip_file, model, pretrained, scaling, augment):
     if not zip_file:
         raise ConfigError("Send a ZIP with one folder of images per class.")
     items, _ = teach_state.from_zip(zip_file)
-    setup = runs.make_setup(model, pretrained, "", None, None, None, None, 5,
-                            scaling or "auto", "auto", "fp32")  # fmt: skip
-    head = _teach(teach_state.load(items), setup, augment or "none")
+    settings = RunSettings.from_form({"model": model, "pretrained": pretrained,
+                                      "scaling": scaling})  # fmt: skip
+    head = _teach(teach_state.load(items), settings, augment or "none")
     path = runs.EXPORTS.write(_file_name(head), head.to_bytes())
     return teach_figures.metrics_json(head), str(path)
 
@@ -178,7 +166,9 @@ def api_teach(zip_file, model, pretrained, scaling, augment):
 @api_guarded
 @on_gpu(_predict_seconds)
 def api_predict_with_head(image, head_file, top_k):
-    head = head_from(head_file)
+    if not head_file:
+        raise ConfigError("Send the head file (.safetensors) that Teach saved.")
+    head = as_head(head_file)
     result = head.predict(runs.load_image(image), top_k=int(top_k or 5))
     return {"head": Path(head_file).name, "model": head.model, "classes": head.classes,
             "predictions": runs.top_rows(result)}  # fmt: skip
@@ -202,8 +192,8 @@ def _api() -> None:
 # --- layout ---------------------------------------------------------------------------------------
 
 
-def build(form: SetupForm) -> gr.State:
-    """The Teach tab; returns the state holding the path of the head in use."""
+def build(form: SetupForm, head: gr.State) -> None:
+    """The Teach tab; it fills ``head``, the page's taught head."""
     gr.Markdown(INTRO)
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -243,7 +233,7 @@ def build(form: SetupForm) -> gr.State:
     predict = gr.Button("Predict with the taught classes", elem_id="mk-teach-predict")
     chart = gr.Plot(show_label=False, elem_id="mk-teach-chart")
     answer = gr.Markdown()
-    items, head_path = gr.State([]), gr.State(None)
+    items = gr.State([])
 
     private = dict(api_visibility="private")
     view = [status(), items, counts, gallery, picked]
@@ -254,10 +244,9 @@ def build(form: SetupForm) -> gr.State:
     model_work = dict(concurrency_id=MODEL_WORK, **private)
     taught = train.click(on_train, [items, augment, *form.inputs],
                          [status(), report, table, confusion, wrong, head_file, snippet,
-                          head_path, head_note], **model_work)  # fmt: skip
+                          head, head_note], **model_work)  # fmt: skip
     form.refresh_card(taught)
-    earlier.change(on_head_upload, earlier, [status(), head_path, head_note], **private)
-    predict.click(on_predict, [image, head_path, form.top_k], [status(), chart, answer],
+    earlier.change(on_head_upload, earlier, [status(), head, head_note], **private)
+    predict.click(on_predict, [image, head, form.top_k], [status(), chart, answer],
                   **model_work)  # fmt: skip
     _api()
-    return head_path

@@ -27,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
                        description="One row per image: file, labels, probabilities, embedding, "
                        "error. Files already in OUT are skipped (rerun to resume).")  # fmt: skip
     p.add_argument("input", nargs="+", metavar="INPUT", help="a folder, a .zip, or image files")
-    p.add_argument("--model", required=True, help="model name, e.g. efficientnet_lite0")
+    p.add_argument("--model", help="model name, e.g. efficientnet_lite0 (with --head: its own)")
     p.add_argument("--head", help="a head taught in the app or with modelkit.train_head")
     p.add_argument("--out", required=True, help="OUT.parquet, OUT.csv (predictions) or OUT.npz")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -62,6 +62,12 @@ def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from modelkit.batches.job import batch
+    from modelkit.errors import ConfigError
+    from modelkit.runtime.device import configure_cpu_threads
+
+    if not args.model and not args.head:
+        raise ConfigError("Give a model (--model NAME) or a taught head (--head FILE).")
+    configure_cpu_threads()
 
     inputs = args.input[0] if len(args.input) == 1 else args.input
     bars: list = []  # made on the first report: a refused command prints no empty bar
@@ -89,6 +95,8 @@ def run_batch(args: argparse.Namespace) -> int:
         shown = ", ".join(name for name, _ in result.skipped[:5])
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
         print(f"Not images, left out: {shown}{more}.")
+    for note in result.notes:
+        print(f"Note: {note}")
     if result.random_weights:
         print(f"Note: random weights in {', '.join(result.random_weights)}: predictions are "
               "meaningless and results are not cached.")  # fmt: skip

@@ -2,8 +2,8 @@
 them (``runtime.embeddings``: batched, cached per file), and read predictions off the embeddings
 through the classifier (or a taught head): one forward pass per image, not two.
 
-    Extractor(model, *, what, head, top_k, workers, use_result_cache, model_cache, result_cache,
-              **settings)
+    Extractor(settings, *, what, head, top_k, workers, use_result_cache, model_cache,
+              result_cache)              a RunSettings; a TrainedHead, whose settings win
         .prepare(names, loaders) -> Prepared     decode + preprocess; a bad file is an error row
         .run(prepared) -> pyarrow.Table          one row per file (see table.schema)
         (batch) -> pyarrow.Table                 Ray Data's map_batches: columns "path", "bytes"
@@ -24,14 +24,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from modelkit.batches import head as heads
 from modelkit.batches.table import schema
 from modelkit.errors import ConfigError, ModelkitError
 from modelkit.images.preprocess import preprocess
 from modelkit.images.read import read_image
-from modelkit.models.factory import random_parts
 from modelkit.runtime.embeddings import embeddings
-from modelkit.runtime.run import common, default_model_cache, failure, model_key_for
+from modelkit.runtime.run import default_model_cache
+from modelkit.runtime.settings import RunSettings
+from modelkit.teach.head import TrainedHead
 
 WHATS = ("predictions", "embeddings")
 
@@ -44,18 +44,16 @@ def check_what(what) -> tuple[str, ...]:
     return tuple(w for w in WHATS if w in what)
 
 
-def random_weights(model: str, options: dict) -> list[str]:
-    """The random parts of the model a batch with these options runs (see factory.random_parts),
-    without building it."""
-    settings = {k: v for k, v in options.items() if k not in ("what", "head", "top_k",
-                                                                "use_result_cache")}  # fmt: skip
-    head = heads.load(options["head"]) if options.get("head") is not None else None
-    if head is not None:
-        model, settings = heads.merge(head, model, settings)
-    key = model_key_for(model, common(**settings))
-    with_head = "predictions" in check_what(options.get("what", WHATS)) and head is None
-    return random_parts(model, key.pretrained, key.num_classes, key.in_chans,
-                        key.in_chans_init, with_head=with_head)  # fmt: skip
+def run_settings(settings: RunSettings, head: TrainedHead | None) -> tuple[RunSettings, list[str]]:
+    """The settings a batch runs with: the head's own when there is one (with notes on what it
+    overrode), else those given."""
+    return head.settings_for(settings) if head is not None else (settings, [])
+
+
+def random_weights(settings: RunSettings, head: TrainedHead | None, what) -> list[str]:
+    """The random parts of the model a batch runs (without building it)."""
+    with_head = "predictions" in check_what(what) and head is None
+    return run_settings(settings, head)[0].random_parts(with_head=with_head)
 
 
 @dataclass
@@ -73,49 +71,38 @@ def _folder(name: str) -> str:
 class Extractor:
     def __init__(
         self,
-        model: str,
+        settings: RunSettings,
         *,
         what: Sequence[str] = WHATS,
-        head=None,
+        head: TrainedHead | None = None,
         top_k: int = 5,
         workers: int | None = None,
         use_result_cache: bool = True,
         model_cache=None,
         result_cache=None,
         names: dict[str, str] | None = None,
-        **settings,
     ) -> None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ConfigError(f"top_k={top_k!r} must be a whole number of at least 1, e.g. 5.")
-        self.what = check_what(what)
-        self.head = heads.load(head) if head is not None else None
-        if self.head is not None:
-            model, settings = heads.merge(self.head, model, settings)
-        self.model, self.top_k, self.names = model, top_k, names or {}
+        self.what, self.head = check_what(what), head
+        self.settings, self.notes = run_settings(settings, head)
+        self.model, self.top_k, self.names = self.settings.name, top_k, names or {}
         # a head taught on several views (flips, turns) predicts from all of them, as it does alone
-        self.views = str(getattr(self.head, "setup", {}).get("views") or "none")
-        self.kw = common(**settings)
-        self.key = model_key_for(model, self.kw)
+        self.views = str(head.setup.get("views") or "none") if head is not None else "none"
         self.cache = default_model_cache(model_cache)
         self.cache_options = dict(use_result_cache=use_result_cache, result_cache=result_cache)
         self.workers = workers or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
         net = self.net()  # build (or fetch) once: a model that cannot be built stops here
-        self.config = net.data_config
-        self.random_weights = random_weights(model, {"what": self.what, "head": self.head,
-                                                     **settings})  # fmt: skip
-        if "predictions" in self.what and self.head is None and net.num_classes == 0:
-            raise ConfigError(f"'{model}' has no classifier (num_classes=0) to predict with; "
-                              "ask for embeddings only, or give a head.")  # fmt: skip
+        self.config = self.settings.data_config(net)
+        self.random_weights = random_weights(settings, head, self.what)
+        if "predictions" in self.what and head is None and net.num_classes == 0:
+            raise ConfigError(f"'{self.model}' has no classifier (num_classes=0) to predict "
+                              "with; ask for embeddings only, or give a head.")  # fmt: skip
         self.classes = self._classes(net)
 
     def net(self):
-        try:
-            return self.cache.get(self.key)[0]
-        except ModelkitError:
-            raise
-        except Exception as error:
-            raise failure(self.key, error, "build") from error
+        return self.settings.build(self.cache)[0]
 
     def _classes(self, net) -> list[str]:
         if self.head is not None:
@@ -131,8 +118,8 @@ class Extractor:
             return None, None, f"Cannot read the file '{name}': {exc.strerror or exc}."
         try:
             image = read_image(blob, PurePosixPath(name).name)
-            x = preprocess(image, self.config, channels=self.kw["channels"],
-                           scaling=self.kw["scaling"])  # fmt: skip
+            x = preprocess(image, self.config, channels=self.settings.channels,
+                           scaling=self.settings.scaling)  # fmt: skip
             return x, blob, None
         except ModelkitError as exc:
             return None, None, str(exc)
@@ -148,9 +135,9 @@ class Extractor:
 
     # --- the model ----------------------------------------------------------------------------
     def _embed(self, tensors: list, blobs: list) -> np.ndarray:
-        out = embeddings(tensors, self.model, batch_size=max(1, len(tensors)), image_bytes=blobs,
-                         views=self.views, model_cache=self.cache, **self.cache_options,
-                         **self.kw)  # fmt: skip
+        out = embeddings(tensors, self.settings, batch_size=max(1, len(tensors)),
+                         image_bytes=blobs, views=self.views, model_cache=self.cache,
+                         **self.cache_options)  # fmt: skip
         return out.vectors  # (N, V, D)
 
     def _vectors(self, p: Prepared) -> tuple[dict[int, np.ndarray], list[str | None]]:
@@ -173,22 +160,20 @@ class Extractor:
         return found, errors
 
     def _predict(self, vectors: np.ndarray) -> tuple[list[list[str]], np.ndarray]:
-        """Top-k labels and probabilities from (N, V, D) embeddings."""
-        if hasattr(self.head, "probabilities"):  # a TrainedHead: views averaged as it does alone
+        """Top-k labels and probabilities from (N, V, D) embeddings: the head's own rule, or the
+        model's classifier on the first view."""
+        if self.head is not None:
             probs = torch.from_numpy(self.head.probabilities(vectors)[1])
-            values, indices = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
-            return [[self.classes[int(i)] for i in row] for row in indices], values.float().numpy()
-        vectors = vectors[:, 0]
-        layer = self.head.linear if self.head is not None else self.net().get_classifier()
-        param = next(iter(layer.parameters()), None)
-        x = torch.from_numpy(vectors)
-        if param is not None:
-            x = x.to(device=param.device, dtype=param.dtype)
-        with torch.inference_mode():
-            probs = torch.softmax(layer(x).double(), dim=-1)
+        else:
+            layer = self.net().get_classifier()
+            param = next(iter(layer.parameters()), None)
+            x = torch.from_numpy(vectors[:, 0])
+            if param is not None:
+                x = x.to(device=param.device, dtype=param.dtype)
+            with torch.inference_mode():
+                probs = torch.softmax(layer(x).double(), dim=-1).cpu()
         values, indices = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
-        labels = [[self.classes[int(i)] for i in row] for row in indices.cpu()]
-        return labels, values.float().cpu().numpy()
+        return [[self.classes[int(i)] for i in row] for row in indices], values.float().numpy()
 
     def run(self, p: Prepared) -> pa.Table:
         found, errors = self._vectors(p)

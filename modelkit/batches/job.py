@@ -1,15 +1,16 @@
 """``batch``: embed and classify a ZIP, a folder or a list of files into one table.
 
-    batch(inputs, model, *, what=("predictions", "embeddings"), head=None, batch_size=None,
+    batch(inputs, model=None, *, what=("predictions", "embeddings"), head=None, batch_size=None,
           top_k=5, out=None, engine="local", workers=None, progress=None,
-          use_result_cache=True, model_cache=None, result_cache=None, <settings of predict>)
+          use_result_cache=True, model_cache=None, result_cache=None, <the run settings>)
         -> BatchResult
 
 One row per file: ``file``, ``folder``, ``labels`` and ``probabilities`` (top-k), ``embedding``
 (the pooled features the classifier sees), ``error`` (why the file could not be used; the batch
 goes on). Predictions are read off the embeddings through the model's classifier, or through a
-taught ``head`` (a TrainedHead or its .safetensors file), so each image runs through the network
-once. With ``out`` (.parquet, .csv or .npz) the rows are written as they come and a rerun skips
+taught ``head`` (a TrainedHead or its .safetensors file, read once), so each image runs through
+the network once; the head's settings decide the model and its input (``notes`` name what they
+overrode). With ``out`` (.parquet, .csv or .npz) the rows are written as they come and a rerun skips
 the files already there (see ``table.Output``); ``engine="ray"`` runs the same per-batch work on
 a Ray cluster (``ray_engine``). ``progress(done, total)`` is called after each batch.
 """
@@ -25,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelkit.batches import table as tables
-from modelkit.batches.extract import WHATS, Extractor, check_what
-from modelkit.batches.head import load as load_head
+from modelkit.batches.extract import WHATS, Extractor, check_what, random_weights
 from modelkit.batches.inputs import collect
 from modelkit.batches.local import run_local
 from modelkit.errors import ConfigError
+from modelkit.runtime.settings import RunSettings, takes_settings
+from modelkit.teach.head import as_head
 
 ENGINES = ("local", "ray")
 DEFAULT_BATCH_SIZE = 32
@@ -46,6 +48,7 @@ class BatchResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # non-images, with the reason
     random_weights: list[str] = field(default_factory=list)
     rows: pa.Table | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. settings a head overrode
 
     def table(self) -> pa.Table:
         """All rows: in memory, or read back from a Parquet/CSV output."""
@@ -60,9 +63,10 @@ def _check_batch_size(batch_size) -> int:
     return batch_size
 
 
+@takes_settings()
 def batch(
     inputs,
-    model: str,
+    settings: RunSettings | None = None,
     *,
     what: Sequence[str] | str = WHATS,
     head=None,
@@ -75,9 +79,27 @@ def batch(
     use_result_cache: bool = True,
     model_cache=None,
     result_cache=None,
-    **settings,
 ) -> BatchResult:
-    """Rows of predictions and embeddings for every image of ``inputs``; see the module doc."""
+    """Rows of predictions and embeddings for every image of ``inputs``; see the module doc.
+
+    Args:
+        inputs: a folder, a .zip, a list of files, or (name, bytes) pairs.
+        what: "predictions", "embeddings" or both.
+        head: a TrainedHead or its .safetensors file: its classes, on its own model (the
+            model may then be left out).
+        batch_size: images per forward pass (32).
+        top_k: labels per row.
+        out: a .parquet, .csv or .npz file, written as rows come; a rerun skips what is there.
+        engine: "local" or "ray".
+        workers: decoding threads (local) or model actors (ray).
+        progress: called with (images done, total) after each batch.
+        use_result_cache: keep and reuse embeddings on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        BatchResult: counts, the output file or the rows, the random parts and notes.
+    """
     what, size = check_what(what), _check_batch_size(batch_size)
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r}: choose {' or '.join(ENGINES)}.")
@@ -86,7 +108,7 @@ def batch(
         output.check()  # an output that cannot be written fails before any work
     elif engine == "ray":
         raise ConfigError("The Ray engine writes a file: give out='results.parquet'.")
-    head = load_head(head) if head is not None else None
+    head = as_head(head) if head is not None else None
     found = collect(inputs)
     done = output.done() if output is not None else set()
     todo = [item for item in found.items if item.name not in done]
@@ -106,20 +128,18 @@ def batch(
 
     if progress is not None:
         progress(already, len(found.items))
-    options = dict(what=what, head=head, top_k=top_k, use_result_cache=use_result_cache,
-                   **settings)  # fmt: skip
-    random_weights: list[str] = []
+    options = dict(what=what, head=head, top_k=top_k, use_result_cache=use_result_cache)
+    notes = head.settings_for(settings)[1] if head is not None else []
     try:
         if todo and engine == "ray":
             from modelkit.batches.ray_engine import run_ray
 
             scratch = output.parts if output is not None else Path(".")
             scratch.mkdir(exist_ok=True)
-            random_weights = run_ray(model, todo, scratch, options, size, workers, sink, step)
+            run_ray(settings, todo, scratch, options, size, workers, sink, step)
         elif todo:
-            extractor = Extractor(model, workers=workers, model_cache=model_cache,
+            extractor = Extractor(settings, workers=workers, model_cache=model_cache,
                                   result_cache=result_cache, **options)  # fmt: skip
-            model, random_weights = extractor.model, extractor.random_weights
             try:
                 run_local(extractor, todo, size, sink, step)
             finally:
@@ -130,8 +150,10 @@ def batch(
     rows = None
     if output is None:
         rows = pa.concat_tables(kept) if kept else tables.schema(what).empty_table()
+    ran = head.settings_for(settings)[0] if head is not None else settings
     return BatchResult(
-        model=model, out=output.path if output else None, total=len(found.items),
+        model=ran.name, out=output.path if output else None, total=len(found.items),
         already_done=already, computed=counts["rows"], errors=counts["errors"],
-        skipped=found.skipped, random_weights=random_weights, rows=rows,
+        skipped=found.skipped, random_weights=random_weights(settings, head, what), rows=rows,
+        notes=notes,
     )  # fmt: skip

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from modelkit.batches.extract import Extractor, random_weights
+from modelkit.batches.extract import Extractor
 from modelkit.batches.inputs import Item
 from modelkit.batches.table import schema
 from modelkit.errors import ConfigError
@@ -59,7 +59,7 @@ def _dataset(ray, todo: list[Item]):
 
 
 def run_ray(
-    model: str,
+    settings,
     todo: list[Item],
     scratch: Path,
     options: dict,
@@ -67,10 +67,10 @@ def run_ray(
     workers: int | None,
     sink: Callable[[pa.Table], None],
     step: Callable[[int], None],
-) -> list[str]:
-    """Rows of ``todo`` computed on the cluster, handed to ``sink`` in input order as one part.
-    Ray writes its files under ``scratch`` (a folder every node can write to), removed after.
-    Returns the model's random parts (as the local engine reports them)."""
+) -> None:
+    """Rows of ``todo`` computed on the cluster (``settings``: a RunSettings), handed to
+    ``sink`` in input order as one part. Ray writes its files under ``scratch`` (a folder every
+    node can write to), removed after."""
     ray = start_ray()
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -80,7 +80,8 @@ def run_ray(
     names = {item.path: item.name for item in todo if item.path}
     DataContext.get_current().execution_options.preserve_order = True
     rows = _dataset(ray, todo).map_batches(
-        Extractor, fn_constructor_args=(model,), fn_constructor_kwargs={**options, "names": names},
+        Extractor, fn_constructor_args=(settings,),
+        fn_constructor_kwargs={**options, "names": names},
         compute=ActorPoolStrategy(size=size), batch_size=batch_size, batch_format="pyarrow",
         **({"num_gpus": 1} if gpus else {}),
     )  # fmt: skip
@@ -94,4 +95,3 @@ def run_ray(
         step(table.num_rows)
     finally:
         shutil.rmtree(target, ignore_errors=True)
-    return random_weights(model, options)

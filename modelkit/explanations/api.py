@@ -2,10 +2,12 @@
 
     explain(image, model, *, method="bands", target=None, head=None, layer=None,
             baseline="mean", shapley_samples=None, steps=32, chunk=None, image_bytes=None,
-            use_result_cache=True, model_cache=None, result_cache=None,
-            <the setup keywords of predict: pretrained, in_chans, num_classes, channels,
-             scaling, in_chans_init, rgb_channels, global_pool, device, precision>)
+            use_result_cache=True, model_cache=None, result_cache=None, <the run settings>)
         -> Explanation
+
+With a taught ``head`` the head's own settings decide the model and its input (the head's rule,
+``TrainedHead.settings_for``); what the call gives besides is kept only where the head does not
+say (device, precision), and a conflict is named in the notes.
 
 ``chunk``: how many band copies or path points run in one batch (None: chosen for the device,
 see CHUNKS); memory grows with it, not with the bands or the steps.
@@ -33,20 +35,17 @@ from modelkit.explanations.heatmap import check_size, to_image
 from modelkit.explanations.notes import explanation_notes
 from modelkit.explanations.scoring import Scorer
 from modelkit.images.limits import ImageArray
-from modelkit.models.factory import random_parts
-from modelkit.runtime.device import configure_cpu_threads, prepare_input, resolve_precision
-from modelkit.runtime.result_cache import hash_data, result_key
+from modelkit.runtime.device import prepare_input, resolve_precision
+from modelkit.runtime.result_cache import hash_data
 from modelkit.runtime.run import (
     Timings,
     as_list,
-    common,
-    default_model_cache,
     default_result_cache,
     failure,
     input_hash,
-    model_key_for,
     to_batch,
 )
+from modelkit.runtime.settings import RunSettings, takes_settings
 
 METHODS = ("bands", "gradcam", "integrated_gradients")
 # Copies run at once when ``chunk`` is not given. On a CPU a forward's cost per image does not
@@ -124,9 +123,10 @@ def _names(item, channels, count: int) -> list[str]:
     return band_labels(names if names and len(names) == count else None, count)
 
 
+@takes_settings()
 def explain(
     image,
-    model: str,
+    settings: RunSettings,
     *,
     method: str = "bands",
     target: int | str | None = None,
@@ -140,14 +140,35 @@ def explain(
     use_result_cache: bool = True,
     model_cache=None,
     result_cache=None,
-    **settings,
 ) -> Explanation:
-    """Explain one image's answer (see the module docstring)."""
+    """Explain one image's answer (see the module docstring).
+
+    Args:
+        image: one ImageArray, (C, H, W) array or ready (1, C, H, W) tensor.
+        method: "bands", "gradcam" or "integrated_gradients".
+        target: the class to explain (index or label); None: the top class.
+        head: a TrainedHead (or its file): explain its classes, with its own settings.
+        layer: Grad-CAM's level (index or module name); None: the default level.
+        baseline: what replaces a band: "mean", "zero" or "blur".
+        shapley_samples: Shapley sampling over bands with this many orders (bands only).
+        steps: integrated gradients' path points.
+        chunk: band copies or path points per batch (None: chosen for the device).
+        image_bytes: the file's bytes (hashed for the result cache instead of the pixels).
+        use_result_cache: keep and reuse explanations on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        Explanation: band importance, the heatmap (not for "bands"), notes and checks.
+    """
     started = time.perf_counter()
     _check(method, baseline, steps, chunk, shapley_samples)
-    kw = common(**settings)
-    configure_cpu_threads()
-    key = model_key_for(model, kw)
+    head_notes: list[str] = []
+    if head is not None:
+        from modelkit.teach.head import as_head
+
+        head = as_head(head)
+        settings, head_notes = head.settings_for(settings)
     items, is_batch = as_list(image)
     if is_batch:
         raise ConfigError("explain takes one image at a time; give one image, not a batch.")
@@ -158,28 +179,20 @@ def explain(
 
     results = default_result_cache(result_cache, use_result_cache)
     cache_key = None
-    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans, key.in_chans_init,
-                          with_head=head is None)  # fmt: skip
-    if use_result_cache and results is not None and not random:
+    if results is not None and not settings.random_parts(with_head=head is None):
         asked = dict(method=method, target=target, layer=layer, baseline=baseline, steps=steps,
                      shapley_samples=shapley_samples, head=_head_hash(head))  # fmt: skip
-        asked |= {"channels": kw["channels"], "scaling": kw["scaling"]}
-        cache_key = result_key("explain", input_hash(items, image_bytes), key.to_dict() | asked)
+        cache_key = settings.result_key("explain", input_hash(items, image_bytes), **asked)
         stored = results.get(cache_key)
         if stored is not None and "band_importance" in stored[1]:
             return _from_store(stored, started)
 
     timings = Timings()
-    cache = default_model_cache(model_cache)
+    key = settings.model_key()
     t0 = time.perf_counter()
-    try:
-        net, _ = cache.get(key)
-    except ModelkitError:
-        raise
-    except Exception as error:
-        raise failure(key, error, "build") from error
+    net, _ = settings.build(model_cache)
     t1 = time.perf_counter()
-    x = to_batch(items, net, kw["channels"], kw["scaling"])
+    x = to_batch(items, net, settings)
     dev = torch.device(key.device)
     chunk = chunk or default_chunk(method, dev)
     x = prepare_input(x.detach().clone(), dev)  # never an inference tensor: it joins autograd
@@ -192,8 +205,9 @@ def explain(
     except Exception as error:
         raise failure(key, error, "run") from error
     t3 = time.perf_counter()
-    out.band_names = _names(item, kw["channels"], x.shape[1])
-    out.notes = explanation_notes(out, net, baseline, shapley_samples, steps, head is not None)
+    out.band_names = _names(item, settings.channels, x.shape[1])
+    out.notes = head_notes + explanation_notes(out, net, baseline, shapley_samples, steps,
+                                               head is not None)  # fmt: skip
     timings.load_ms, timings.preprocess_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
     timings.forward_ms = (t3 - t2) * 1e3
     timings.total_ms = (time.perf_counter() - started) * 1e3

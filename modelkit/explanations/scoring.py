@@ -1,14 +1,7 @@
 """The score an explanation explains: the target's logit (the raw output before softmax) of the
-model's own classifier, or of a taught head: a linear layer on the model's pooled features.
-
-What a head must offer (the protocol ``explain(head=...)`` relies on; Teach's TrainedHead)::
-
-    head.classes : list[str]           the taught class names, one per output
-    head.linear  : torch.nn.Linear     in_features == the model's num_features (its pooled
-                                       features), out_features == len(head.classes); any
-                                       feature scaling already folded into it
-
-The head is read, never changed: its weights are copied to the model's device per call.
+model's own classifier, or of a taught head (a TrainedHead: a linear layer on the model's pooled
+features, its scaling folded in). The head is read, never changed: its weights are copied to the
+model's device per call.
 """
 
 from __future__ import annotations
@@ -21,18 +14,13 @@ from torch import nn
 
 from modelkit.errors import ConfigError
 from modelkit.runtime.device import autocast
+from modelkit.teach.head import TrainedHead
 
 
-def check_head(head, model: nn.Module) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
-    """(classes, weight, bias) of a head object, checked against the model."""
-    classes = getattr(head, "classes", None)
-    linear = getattr(head, "linear", None)
-    if not isinstance(linear, nn.Linear) or not isinstance(classes, list | tuple):
-        raise ConfigError(
-            f"head={type(head).__name__} is not a taught head: it needs 'classes' (a list of "
-            "class names) and 'linear' (a torch.nn.Linear on the model's pooled features). "
-            "Pass the TrainedHead that modelkit.train_head returned, or head=None."
-        )
+def check_head(head: TrainedHead, model: nn.Module
+               ) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """(classes, weight, bias) of a taught head, checked against the model."""
+    classes, linear = head.classes, head.linear
     num_features = getattr(model, "num_features", None)
     if linear.in_features != num_features:
         raise ConfigError(

@@ -98,6 +98,20 @@ def check_channels(count: int, channels: Sequence[int], source: str = "image") -
     return [int(c) for c in channels]
 
 
+def channel_mismatch(want: int, fed: int, picked: bool, count: int) -> str:
+    """Plain words for a channel count that does not fit, naming what would fit."""
+
+    def channels(n: int) -> str:
+        return f"{n} channel{'s' * (n != 1)}"
+
+    what = f"the {fed} channels chosen" if picked else f"the image's {channels(fed)}"
+    fixes = [f"set the model's input channels (in_chans) to {fed}"]
+    if count >= want:
+        fixes.append(f"choose {want} of the image's {count} channels")
+    return (f"The model takes {channels(want)}, but it was given {what}. To fix it, "
+            f"{' or '.join(fixes)}.")  # fmt: skip
+
+
 def fill_nonfinite(data: np.ndarray) -> np.ndarray:
     """NaN/Inf replaced by the smallest finite value of the same band (0 if it has none)."""
     if data.dtype.kind != "f":
@@ -322,13 +336,8 @@ def preprocess(
     data = select_channels(as_chw(image), channels)
     want = data_config.in_chans
     if data.shape[0] != want:
-        picked = "the chosen channels give" if channels else "the image has"
-        raise ChannelMismatchError(
-            f"The model takes {want} input channel{'s' * (want != 1)} (in_chans={want}), but "
-            f"{picked} {data.shape[0]}. Either pick {want} channel{'s' * (want != 1)} (e.g. "
-            f"channels={list(range(min(want, data.shape[0])))}), or create the model with "
-            f"in_chans={data.shape[0]}."
-        )
+        count = as_chw(image).shape[0]
+        raise ChannelMismatchError(channel_mismatch(want, data.shape[0], bool(channels), count))
     if len(data_config.mean) != want or len(data_config.std) != want:
         raise ConfigError(
             f"The data config has {len(data_config.mean)} means and {len(data_config.std)} stds "

@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from modelkit.models import native
+from modelkit.models.arguments import random_parts, resolve
 from modelkit.models.features import finish_model
-from modelkit.models.request import random_parts, resolve
 
 __all__ = ["create_model", "random_parts"]
 

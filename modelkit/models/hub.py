@@ -1,6 +1,7 @@
 """Weights from the Hugging Face Hub (timm's, and TorchGeo's sensor weights), through
-huggingface_hub into its own cache. ``MODELKIT_OFFLINE=1`` also turns the Hub offline
-(``HF_HUB_OFFLINE``): a missing file fails at once, naming the file and where it goes.
+huggingface_hub into its own cache. ``MODELKIT_OFFLINE=1`` (or the Hub's own ``HF_HUB_OFFLINE``)
+keeps modelkit from downloading: a missing file fails at once, naming the file and where it
+goes. Nothing is written into the process's environment.
 
 A download is looked up once without retries (no network, or a Hub that is down, fails at once),
 then fetched by ``hf_hub_download`` (``HF_ENDPOINT`` read at the call, so a mirror set after
@@ -123,8 +124,6 @@ def hub_endpoint() -> str:
 def hub_file(cfg: PretrainedCfg) -> str:
     """The local path of a cfg's Hub weights, downloading into the Hub cache when allowed."""
     repo, revision, files = hub_location(cfg)
-    if offline():
-        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub reads its settings
     from huggingface_hub import constants, try_to_load_from_cache
 
     cache = str(hub_cache())  # read now: HF_HUB_CACHE / HF_HOME may change after import

@@ -4,9 +4,10 @@
   no CUDA raises :class:`DeviceError` with the fix.
 - ``resolve_precision`` maps ``"fp32" | "fp16" | "bf16"`` to an autocast dtype (``None`` = fp32).
   fp16 autocast runs only on CUDA/MPS; on the CPU it is refused (slow, lossy), bf16 is allowed.
-- ``configure_cpu_threads()`` sets torch's intra-op threads once per process: a server here runs
-  one request per model at a time, so one request may use every core, capped at
-  ``MODELKIT_CPU_THREADS`` (default: ``os.cpu_count()``, at most 16: more stop helping).
+- ``configure_cpu_threads()`` sets torch's intra-op threads once per process, at start-up: the
+  app and the command line call it (a library call never changes the process's threads). A
+  server here runs one request per model at a time, so one request may use every core, capped at
+  ``MODELKIT_CPU_THREADS`` (default: the usable cores, at most 16: more stop helping).
 """
 
 from __future__ import annotations

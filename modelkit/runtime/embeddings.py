@@ -2,7 +2,7 @@
 Teach and Batch share.
 
     embeddings(images, model, *, views="none", batch_size=32, image_bytes=None, progress=None,
-               use_result_cache=True, model_cache=None, result_cache=None, <settings of predict>)
+               use_result_cache=True, model_cache=None, result_cache=None, <the run settings>)
         -> Embeddings: vectors float32 (N, V, D), views, model, adaptations, cache_hits (N,),
            random_weights, timings
 
@@ -26,21 +26,18 @@ import numpy as np
 import torch
 
 from modelkit.errors import ConfigError
-from modelkit.models.factory import random_parts
-from modelkit.runtime.device import configure_cpu_threads
 from modelkit.runtime.model_cache import ModelCache
-from modelkit.runtime.result_cache import ResultCache, result_key
+from modelkit.runtime.result_cache import ResultCache
 from modelkit.runtime.run import (
     Run,
     Timings,
     as_list,
-    common,
     default_model_cache,
     default_result_cache,
     forward,
     input_hash,
-    model_key_for,
 )
+from modelkit.runtime.settings import RunSettings, takes_settings
 
 # view name -> the transform of an (N, C, H, W) tensor
 VIEW_SETS: dict[str, tuple[str, ...]] = {
@@ -93,9 +90,10 @@ def pooled(model, x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
     return feats.reshape(len(views), x.shape[0], -1).transpose(0, 1)
 
 
+@takes_settings()
 def embeddings(
     images,
-    model: str,
+    settings: RunSettings,
     *,
     views: str = "none",
     batch_size: int = 32,
@@ -104,29 +102,38 @@ def embeddings(
     use_result_cache: bool = True,
     model_cache: ModelCache | None = None,
     result_cache: ResultCache | None = None,
-    **settings,
 ) -> Embeddings:
-    """Pooled features of every image (and view), computed in batches, cached per image."""
+    """Pooled features of every image (and view), computed in batches, cached per image.
+
+    Args:
+        images: a list of ImageArrays, (C, H, W) arrays or ready tensors (or one of them).
+        views: "none", "flips" or "dihedral" (see VIEW_SETS).
+        batch_size: images per forward pass.
+        image_bytes: each image's file bytes (hashed for the result cache instead of pixels).
+        progress: called with (images done, total) after each batch.
+        use_result_cache: keep and reuse vectors on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        Embeddings: vectors float32 (N, V, D), with the cache hits and the random parts.
+    """
     started = time.perf_counter()
-    configure_cpu_threads()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a whole number of at least 1.")
     names = view_names(views)
     items, _ = as_list(images)
     if image_bytes is not None and len(image_bytes) != len(items):
         raise ConfigError(f"{len(image_bytes)} byte strings were given for {len(items)} images.")
-    kw = common(**settings)
-    key = model_key_for(model, kw)
+    key = settings.model_key()
     cache = default_model_cache(model_cache)
-    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans,
-                          key.in_chans_init, with_head=False)  # fmt: skip
+    random = settings.random_parts(with_head=False)
     results = default_result_cache(result_cache) if use_result_cache and not random else None
-    setting = key.to_dict() | {"channels": kw["channels"], "scaling": kw["scaling"],
-                               "views": list(names), "num_classes": None}  # fmt: skip
     keys = []  # hashing every image costs time: only when there is a cache to ask
     if results is not None:
-        keys = [result_key("embedding", input_hash([item], None if image_bytes is None
-                                                   else image_bytes[i]), setting)
+        keys = [settings.result_key("embedding", input_hash([item], None if image_bytes is None
+                                                            else image_bytes[i]),
+                                    views=list(names), num_classes=None)
                 for i, item in enumerate(items)]  # fmt: skip
     vectors: list[np.ndarray | None] = [None] * len(items)
     adaptations: list[str] = []
@@ -141,8 +148,9 @@ def embeddings(
         progress(done, len(items))
     for first in range(0, len(todo), batch_size):
         chunk = todo[first : first + batch_size]
-        run = Run(key, [items[i] for i in chunk], True, None, time.perf_counter(), timings)
-        net, out = forward(run, cache, kw, lambda m, x: pooled(m, x, names))
+        run = Run(settings, key, [items[i] for i in chunk], True, None, time.perf_counter(),
+                  timings)  # fmt: skip
+        net, out = forward(run, cache, lambda m, x: pooled(m, x, names))
         adaptations = list(getattr(net, "adaptations", []))
         out = out.float().cpu().numpy()
         for row, i in enumerate(chunk):
@@ -154,6 +162,6 @@ def embeddings(
             progress(done, len(items))
     timings.total_ms = (time.perf_counter() - started) * 1e3
     return Embeddings(
-        model=model, vectors=np.stack(vectors).astype(np.float32, copy=False), views=names,
+        model=settings.name, vectors=np.stack(vectors).astype(np.float32, copy=False), views=names,
         adaptations=adaptations, cache_hits=hits, random_weights=random, timings=timings,
     )  # fmt: skip

@@ -1,20 +1,16 @@
 """Predictions and feature maps from cached models, with results cached on disk.
 
-Public signatures (the app codes against these)::
-
-    predict(image, model, *, pretrained=False, num_classes=None, in_chans=None,
-            in_chans_init="repeat", rgb_channels=None, global_pool=None, channels=None,
-            scaling="auto", device="auto", precision="fp32", top_k=5, image_bytes=None,
-            use_result_cache=True, model_cache=None, result_cache=None)
+    predict(image, model, *, top_k=5, image_bytes=None, use_result_cache=True, model_cache=None,
+            result_cache=None, <the run settings>)
         -> Prediction                  for one image
         -> list[Prediction]            for a batch (a list/tuple of images, or an (N, C, H, W)
                                        tensor/array with N > 1); one forward pass for all
-
-    features(image, model, *, out_indices=None, <the same keyword arguments, no top_k>)
+    features(image, model, *, out_indices=None, <the same keywords, no top_k>)
         -> Features                    level arrays are (C, H, W) for one image, (N, C, H, W)
                                        for a batch
 
-``image`` is an ``io.ImageArray`` or a (C, H, W) numpy array (both go through
+The run settings are ``runtime.settings.RunSettings``' fields, as keywords (or a RunSettings as
+``model``). ``image`` is an ``ImageArray`` or a (C, H, W) numpy array (both go through
 ``preprocess.preprocess`` with the model's data config, ``channels`` and ``scaling``), or a
 ready, normalised torch tensor (C, H, W) or (N, C, H, W) (used as is). ``image_bytes`` (the
 uploaded file) is hashed for the result cache instead of the decoded pixels when given.
@@ -47,19 +43,18 @@ from modelkit.runtime.model_cache import ModelCache
 from modelkit.runtime.result_cache import ResultCache
 from modelkit.runtime.run import (
     Timings,
-    common,
     complete,
     default_model_cache,
     default_result_cache,
     finish,
     forward,
-    model_key,
     start,
 )
+from modelkit.runtime.settings import RunSettings, takes_settings
 
 __all__ = [
     "Features", "Prediction", "Timings", "default_model_cache", "default_result_cache",
-    "features", "model_key", "predict",
+    "features", "predict", "top_k_of",
 ]  # fmt: skip
 
 
@@ -88,35 +83,45 @@ class Features:
 
 
 # --- predict ----------------------------------------------------------------------------------
-def _top(logits: np.ndarray, categories, top_k: int) -> tuple[list[str], list[float], list[int]]:
-    z = torch.from_numpy(logits).double()
-    probs = torch.softmax(z, dim=-1)
-    k = min(int(top_k), logits.shape[-1])
+def top_k_of(probs: np.ndarray, categories, top_k: int) -> tuple[list[str], list[float], list[int]]:
+    """(labels, probabilities, indices) of the ``top_k`` largest of one row of probabilities."""
+    probs = torch.from_numpy(np.asarray(probs, dtype=np.float64))
+    k = min(int(top_k), probs.shape[-1])
     values, indices = probs.topk(k)
     idx = [int(i) for i in indices]
     labels = [categories[i] if categories else f"class {i}" for i in idx]
     return labels, [float(v) for v in values], idx
 
 
+@takes_settings()
 def predict(
     image,
-    model: str,
+    settings: RunSettings,
     *,
     top_k: int = 5,
     image_bytes: bytes | Sequence[bytes] | None = None,
     use_result_cache: bool = True,
     model_cache: ModelCache | None = None,
     result_cache: ResultCache | None = None,
-    **settings,
 ) -> Prediction | list[Prediction]:
-    """Top-k labels and probabilities, logits and reports for one image or a batch."""
+    """Top-k labels and probabilities, logits and reports for one image or a batch.
+
+    Args:
+        image: an ImageArray, a (C, H, W) array, a ready tensor, or a list of them (a batch).
+        top_k: how many classes to report, most likely first.
+        image_bytes: the file's bytes (hashed for the result cache instead of the pixels).
+        use_result_cache: keep and reuse results on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        A Prediction for one image, a list of them for a batch.
+    """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k={top_k!r} must be a whole number of at least 1, e.g. 5.")
-    kw = common(**settings)
     cache = default_model_cache(model_cache)
     results = default_result_cache(result_cache, use_result_cache)
-    run = start("predict", image, model, kw, {"top_k": top_k}, image_bytes,
-                 use_result_cache, results)  # fmt: skip
+    run = start("predict", image, settings, {"top_k": top_k}, image_bytes, results)
     stored = results.get(run.cache_key) if run.cache_key else None
     if stored is not None and not complete(stored, ["logits"], ["categories", "adaptations"]):
         stored = None
@@ -125,7 +130,7 @@ def predict(
         logits, cats = arrays["logits"], meta["categories"]
         adaptations, model_hit = meta["adaptations"], False
     else:
-        net, logits = forward(run, cache, kw, lambda m, x: _logits(m, x))
+        net, logits = forward(run, cache, _logits)
         logits = logits.float().cpu().numpy()
         cats = list(net.categories) if getattr(net, "categories", None) else None
         adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
@@ -135,9 +140,10 @@ def predict(
     timings = finish(run)
     out = []
     for row in logits:
-        labels, probs, idx = _top(row, cats, top_k)
+        probs = torch.softmax(torch.from_numpy(row).double(), dim=-1).numpy()
+        labels, probs, idx = top_k_of(probs, cats, top_k)
         out.append(Prediction(
-            model=model, labels=labels, probabilities=probs, indices=idx, logits=row,
+            model=settings.name, labels=labels, probabilities=probs, indices=idx, logits=row,
             head_is_random=cats is None, adaptations=adaptations, model_cache_hit=model_hit,
             result_cache_hit=stored is not None, timings=timings,
         ))  # fmt: skip
@@ -168,26 +174,36 @@ def _level(info: dict, array: np.ndarray, is_batch: bool) -> dict:
     }
 
 
+@takes_settings()
 def features(
     image,
-    model: str,
+    settings: RunSettings,
     *,
     out_indices: Sequence[int] | int | None = None,
     image_bytes: bytes | Sequence[bytes] | None = None,
     use_result_cache: bool = True,
     model_cache: ModelCache | None = None,
     result_cache: ResultCache | None = None,
-    **settings,
 ) -> Features:
-    """Feature maps of the requested levels (all when ``out_indices`` is None), with stats."""
+    """Feature maps of the requested levels (all when ``out_indices`` is None), with stats.
+
+    Args:
+        image: an ImageArray, a (C, H, W) array, a ready tensor, or a list of them (a batch).
+        out_indices: the feature levels (negatives count from the end); None: every level.
+        image_bytes: the file's bytes (hashed for the result cache instead of the pixels).
+        use_result_cache: keep and reuse results on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        Features: one entry per level, arrays (C, H, W) for one image, (N, C, H, W) for a batch.
+    """
     if isinstance(out_indices, int) and not isinstance(out_indices, bool):
         out_indices = [out_indices]
     wanted = list(out_indices) if isinstance(out_indices, list | tuple) else out_indices
-    kw = common(**settings)
     cache = default_model_cache(model_cache)
     results = default_result_cache(result_cache, use_result_cache)
-    run = start("features", image, model, kw, {"out_indices": wanted}, image_bytes,
-                 use_result_cache, results)  # fmt: skip
+    run = start("features", image, settings, {"out_indices": wanted}, image_bytes, results)
     stored = results.get(run.cache_key) if run.cache_key else None
     if stored is not None:
         names = [f"level_{lv.get('index')}" for lv in stored[0].get("levels", [{}])]
@@ -203,7 +219,7 @@ def features(
         def run_levels(m, x):
             return m.forward_intermediates(x, wanted)
 
-        net, outs = forward(run, cache, kw, run_levels)
+        net, outs = forward(run, cache, run_levels)
         all_levels = net.feature_info.get_dicts()
         picked = resolve_out_indices(wanted, len(all_levels))
         infos = [{k: all_levels[i][k] for k in ("index", "module", "channels", "reduction")}
@@ -216,6 +232,6 @@ def features(
     levels = [_level(info, a.astype(np.float32), run.is_batch)
               for info, a in zip(infos, maps, strict=True)]  # fmt: skip
     return Features(
-        model=model, levels=levels, adaptations=adaptations, model_cache_hit=model_hit,
+        model=settings.name, levels=levels, adaptations=adaptations, model_cache_hit=model_hit,
         result_cache_hit=stored is not None, timings=finish(run),
     )  # fmt: skip

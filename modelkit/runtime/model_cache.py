@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import dataclasses
 import functools
 import gc
 import os
@@ -34,31 +33,21 @@ DEFAULT_MAX_MODELS = 8
 
 @dataclass(frozen=True)
 class ModelKey:
-    """Every setting that changes the built model (``name`` may be ``arch.tag``)."""
+    """Everything that changes a built model: its registry name (``arch.tag``), create_model's
+    arguments, the device and the precision (``RunSettings.model_key`` makes it)."""
 
     name: str
-    pretrained: bool = False
-    num_classes: int | None = None
-    in_chans: int | None = None
-    in_chans_init: str = "repeat"
-    rgb_channels: tuple[int, ...] | None = None
-    features_only: bool = False
-    out_indices: tuple[int, ...] | None = None
-    global_pool: str | None = None
+    options: tuple[tuple[str, object], ...] = ()  # create_model's keyword arguments
     device: str = "cpu"
     precision: str = "fp32"
 
     def create_kwargs(self) -> dict:
         """Keyword arguments for ``create_model`` (device and precision are the cache's job)."""
-        kwargs = dataclasses.asdict(self)
-        for k in ("name", "device", "precision"):
-            kwargs.pop(k)
-        if not self.features_only:
-            kwargs.pop("out_indices")
-        return kwargs
+        return dict(self.options)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {"name": self.name, **dict(self.options), "device": self.device,
+                "precision": self.precision}  # fmt: skip
 
 
 def model_bytes(model: nn.Module) -> int:

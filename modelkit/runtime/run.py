@@ -1,7 +1,8 @@
-"""The machinery every engine call shares: settings with defaults, the model-cache key, inputs to
-one batch, the result-cache key, and one guarded forward pass (build or fetch the model, preprocess,
-run, retry once on CUDA out-of-memory, errors in plain words). ``engine`` builds predict, features
-and embeddings from these; nothing here knows what a call returns."""
+"""The machinery every engine call shares: inputs to one batch, the result-cache key of a call,
+and one guarded forward pass (build or fetch the model, preprocess, run, retry once on CUDA
+out-of-memory, errors in plain words). The settings are a ``RunSettings`` (settings.py);
+``engine`` builds predict, features and embeddings from these; nothing here knows what a call
+returns."""
 
 from __future__ import annotations
 
@@ -15,17 +16,9 @@ import torch
 
 from modelkit.errors import ConfigError, DeviceError, ModelkitError
 from modelkit.images.limits import ImageArray
-from modelkit.models.factory import random_parts
-from modelkit.runtime.device import (
-    autocast,
-    configure_cpu_threads,
-    is_oom,
-    prepare_input,
-    resolve_device,
-    resolve_precision,
-)
+from modelkit.runtime.device import autocast, is_oom, prepare_input, resolve_precision
 from modelkit.runtime.model_cache import ModelCache, ModelKey
-from modelkit.runtime.result_cache import ResultCache, hash_data, result_key
+from modelkit.runtime.result_cache import ResultCache, hash_data
 
 log = logging.getLogger("modelkit.runtime.engine")
 
@@ -92,16 +85,20 @@ def input_hash(items: list, image_bytes) -> str:
     return hash_data("|".join(digests).encode())
 
 
-def to_batch(items: list, model, channels, scaling) -> torch.Tensor:
+def to_batch(items: list, model, settings) -> torch.Tensor:
+    """One (N, C, H, W) batch: images preprocessed for the model (``settings``: channels,
+    scaling, crop), ready tensors used as they are."""
     from modelkit.images.preprocess import preprocess
 
+    config = settings.data_config(model)
     tensors = []
     for item in items:
         if isinstance(item, torch.Tensor):
             t = item.detach().float()
             tensors.append(t.unsqueeze(0) if t.ndim == 3 else t)
         else:
-            tensors.append(preprocess(item, model.data_config, channels=channels, scaling=scaling))
+            tensors.append(preprocess(item, config, channels=settings.channels,
+                                      scaling=settings.scaling))  # fmt: skip
     shapes = {tuple(t.shape[1:]) for t in tensors}
     if len(shapes) > 1:
         raise ConfigError(f"The images of a batch have different sizes {sorted(shapes)}.")
@@ -111,6 +108,7 @@ def to_batch(items: list, model, channels, scaling) -> torch.Tensor:
 # --- the shared run ---------------------------------------------------------------------------
 @dataclass
 class Run:
+    settings: object  # RunSettings (its module imports this one)
     key: ModelKey
     items: list
     is_batch: bool
@@ -120,40 +118,17 @@ class Run:
     model_cache_hit: bool = False
 
 
-def model_key(model: str, **settings) -> ModelKey:
-    """The model cache's key for ``model`` with these settings (those of predict/features)."""
-    return model_key_for(model, common(**settings))
-
-
-def model_key_for(model: str, kw: dict) -> ModelKey:
-    dev = resolve_device(kw["device"])
-    resolve_precision(kw["precision"], dev)  # refuse impossible precisions before any work
-    return ModelKey(
-        name=model,
-        pretrained=bool(kw["pretrained"]),
-        num_classes=kw["num_classes"],
-        in_chans=kw["in_chans"],
-        in_chans_init=kw["in_chans_init"],
-        rgb_channels=tuple(kw["rgb_channels"]) if kw["rgb_channels"] else None,
-        global_pool=kw["global_pool"],
-        device=str(dev),
-        precision=str(kw["precision"] or "fp32").lower(),
-    )
-
-
-def start(kind, image, model, kw, extra, image_bytes, use_result_cache, result_cache) -> Run:
+def start(kind: str, image, settings, asked: dict, image_bytes, results) -> Run:
+    """A call's run: its items, its model key, and its result-cache key (None when results
+    must not be kept: no cache, or a model with random parts, which a rebuild draws anew)."""
     started = time.perf_counter()
-    configure_cpu_threads()
-    key = model_key_for(model, kw)
     items, is_batch = as_list(image)
+    for item in items:  # a channel count that cannot fit is said before any model is built
+        settings.check_image(item)
     cache_key = None
-    # random weights are redrawn on every build: their results must not outlive the model
-    random = random_parts(model, key.pretrained, key.num_classes, key.in_chans,
-                          key.in_chans_init, with_head=kind == "predict")  # fmt: skip
-    if use_result_cache and result_cache is not None and not random:
-        settings = key.to_dict() | extra | {"channels": kw["channels"], "scaling": kw["scaling"]}
-        cache_key = result_key(kind, input_hash(items, image_bytes), settings)
-    return Run(key, items, is_batch, cache_key, started)
+    if results is not None and not settings.random_parts(with_head=kind == "predict"):
+        cache_key = settings.result_key(kind, input_hash(items, image_bytes), **asked)
+    return Run(settings, settings.model_key(), items, is_batch, cache_key, started)
 
 
 def failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
@@ -182,7 +157,7 @@ def failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
     )
 
 
-def forward(run: Run, cache: ModelCache, kw, fn):
+def forward(run: Run, cache: ModelCache, fn):
     """Load (cached), preprocess and run ``fn(model, x)``; a CUDA OOM clears the cache, retries.
 
     A model that cannot be built or run becomes a ModelkitError that names it (see _failure)."""
@@ -198,7 +173,7 @@ def forward(run: Run, cache: ModelCache, kw, fn):
                 continue
             raise failure(run.key, error, "build") from error
         t1 = time.perf_counter()
-        x = to_batch(run.items, model, kw["channels"], kw["scaling"])
+        x = to_batch(run.items, model, run.settings)
         t2 = time.perf_counter()
         dev = torch.device(run.key.device)
         try:
@@ -231,26 +206,6 @@ def forward(run: Run, cache: ModelCache, kw, fn):
 def finish(run: Run) -> Timings:
     run.timings.total_ms = (time.perf_counter() - run.started) * 1e3
     return run.timings
-
-
-SETTINGS = {
-    "pretrained": False, "num_classes": None, "in_chans": None, "in_chans_init": "repeat",
-    "rgb_channels": None, "global_pool": None, "channels": None, "scaling": "auto",
-    "device": "auto", "precision": "fp32",
-}  # fmt: skip
-
-
-def common(**settings) -> dict:
-    """The model and preprocessing settings with their defaults; unknown names are refused."""
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ConfigError(
-            f"Unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(SETTINGS)}."
-        )
-    kw = SETTINGS | settings
-    if kw["channels"] is not None:
-        kw["channels"] = tuple(int(c) for c in kw["channels"])
-    return kw
 
 
 def complete(stored: tuple[dict, dict], arrays: list[str], meta: list[str]) -> bool:

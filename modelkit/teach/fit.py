@@ -23,7 +23,6 @@ along the grid; the default, faster in bench/bench_teach.py) and ``"sklearn"``
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,6 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 7))
 MAX_ITER = 100  # per grid value; warm starts make most fits far shorter
-SMALL_FLOPS = 5e8  # below this, one thread is faster
 TOLERANCE = 1e-4  # on the gradient of the per-image objective
 
 
@@ -152,18 +150,6 @@ def _proba(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndar
 SOLVERS = {"torch": _TorchPath, "sklearn": _SklearnPath}
 
 
-@contextlib.contextmanager
-def _threads(count: int):
-    """Run with ``count`` torch threads: a probe's operations are small, and on a busy 2-core
-    machine syncing two threads cost 3-20x more than it saved (bench/bench_teach.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def fit_probe(
     vectors: np.ndarray,
     y: np.ndarray,
@@ -181,9 +167,7 @@ def fit_probe(
     y = np.asarray(y, dtype=np.int64)
     k = int(y.max()) + 1
     fold_of = split(y, folds, groups, seed)
-    flops = vectors.size * k * folds  # one evaluation of every fold's logits
-    with _threads(1 if flops < SMALL_FLOPS else torch.get_num_threads()):
-        return _fit(vectors, y, k, fold_of, grid, solver)
+    return _fit(vectors, y, k, fold_of, grid, solver)
 
 
 def _fit(vectors, y, k, fold_of, grid, solver) -> Probe:

@@ -2,19 +2,23 @@
 predict with it, and its file (one .safetensors: weights + setup, classes and metrics as JSON
 metadata).
 
+    TrainedHead.settings -> RunSettings          the model and input it was taught on
+    TrainedHead.settings_for(given) -> (RunSettings, notes)   the head's settings win
+    TrainedHead.probabilities(vectors) -> (logits, probabilities)    the one probability rule
     TrainedHead.predict(images, top_k=5, ...) -> Prediction | list[Prediction]  (as predict)
     TrainedHead.save(path);  TrainedHead.to_bytes() -> bytes
-    load_head(path_or_bytes) -> TrainedHead
+    load_head(path_or_bytes) -> TrainedHead;  as_head(head_or_file) -> TrainedHead
 
 ``linear`` is a torch ``nn.Linear(num_features, len(classes))`` on the model's pooled features
 (``forward_head(forward_features(x), pre_logits=True)``), the scaler folded in: its logits are
-the head's answer for one view. With ``setup["views"]`` other than "none", ``predict`` averages
-the probabilities of the views, as the cross-validation did.
+the head's answer for one view. With ``setup["views"]`` other than "none", the probabilities of
+the views are averaged, as the cross-validation did.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +28,19 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from modelkit.errors import WeightsLoadError
+from modelkit.errors import ConfigError, WeightsLoadError
+from modelkit.models.registry import split_name
 from modelkit.runtime.embeddings import embeddings
-from modelkit.runtime.engine import Prediction, _top
+from modelkit.runtime.engine import Prediction, top_k_of
+from modelkit.runtime.settings import RunSettings
 
 FORMAT = "modelkit-head"
 VERSION = "1"
 MAX_HEAD_BYTES = 256 * 2**20
 METRICS = ("cv_accuracy", "balanced_accuracy", "confusion", "per_class", "chance", "p_value",
            "fold_accuracies", "misclassified", "warnings", "fit")  # fmt: skip
-# setup -> the engine's settings (what rebuilds the same model and preprocessing)
-ENGINE_SETTINGS = ("pretrained", "in_chans", "in_chans_init", "rgb_channels", "channels",
-                   "scaling")  # fmt: skip
+# the run settings that are the user's to choose beside a head (where and how it runs)
+RUN_CHOICES = ("device", "precision")
 
 
 @dataclass
@@ -70,9 +75,27 @@ class TrainedHead:
         """The base model's registry name (with its tag)."""
         return self.setup["model"]
 
-    def engine_settings(self) -> dict:
-        """The keyword arguments of predict/embeddings that rebuild this head's inputs."""
-        return {k: self.setup[k] for k in ENGINE_SETTINGS if self.setup.get(k) is not None}
+    @property
+    def settings(self) -> RunSettings:
+        """The model and preprocessing the head was taught on (its setup's run settings)."""
+        return RunSettings.from_dict({k: v for k, v in self.setup.items() if v is not None})
+
+    def settings_for(self, given: RunSettings | None) -> tuple[RunSettings, list[str]]:
+        """The settings of a run with this head: the head's own, with the device and precision
+        ``given``. Any other setting ``given`` that differs from the head's (and from the
+        default) is named in a note: it was not used, since the head was not taught with it."""
+        own = self.settings
+        if given is None:
+            return own, []
+        mine, defaults, notes = own.to_dict(), RunSettings().to_dict(), []
+        for key, value in given.to_dict().items():
+            if key in RUN_CHOICES or value in (mine[key], defaults[key]):
+                continue
+            if key in ("model", "tag") and split_name(given.name)[0] == own.model:
+                continue
+            notes.append(f"The head was taught with {key} {mine[key]!r}; the {key} {value!r} "
+                         "given was not used.")  # fmt: skip
+        return own.replace(**{k: getattr(given, k) for k in RUN_CHOICES}), notes
 
     def probabilities(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) logits and probabilities from (N, V, D) pooled features; views averaged."""
@@ -83,25 +106,55 @@ class TrainedHead:
             return probs.log().numpy(), probs.numpy()
         return logits[:, 0].numpy(), probs.numpy()
 
-    def predict(self, images, top_k: int = 5, *, image_bytes=None, **options):
+    def predict(
+        self,
+        images,
+        top_k: int = 5,
+        *,
+        image_bytes=None,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 32,
+        progress=None,
+        use_result_cache: bool = True,
+        model_cache=None,
+        result_cache=None,
+    ):
         """The taught classes for one image or a batch (as ``modelkit.predict`` returns them).
 
-        ``options``: device, precision, batch_size, use_result_cache, model_cache, result_cache,
-        progress (those of ``embeddings``)."""
-        emb = embeddings(images, self.model, views=self.setup.get("views", "none"),
-                         image_bytes=image_bytes, **self.engine_settings(),
-                         **options)  # fmt: skip
-        logits, _ = self.probabilities(emb.vectors)
+        Args:
+            images: one image or a list (as ``modelkit.predict`` takes them).
+            top_k: how many classes to report.
+            image_bytes: the file's bytes (a list of them for a batch), for the result cache.
+            device: where the model runs (the head's other settings are its own).
+            precision: fp32, fp16 (GPU) or bf16.
+            batch_size: images per forward pass.
+            progress: called with (images done, total).
+            use_result_cache: keep and reuse embeddings on disk.
+            model_cache: the built models to use (the process's when None).
+            result_cache: the results on disk to use (the process's when None).
+
+        Returns:
+            A Prediction (one image) or a list of them, with the head's classes.
+        """
+        batch = isinstance(images, list | tuple) or getattr(images, "ndim", 3) == 4
+        blobs = image_bytes if batch or image_bytes is None else [image_bytes]
+        emb = embeddings(images if batch else [images],
+                         self.settings.replace(device=device, precision=precision),
+                         views=self.setup.get("views", "none"), image_bytes=blobs,
+                         batch_size=batch_size, progress=progress,
+                         use_result_cache=use_result_cache, model_cache=model_cache,
+                         result_cache=result_cache)  # fmt: skip
+        logits, probabilities = self.probabilities(emb.vectors)
         out = []
-        for row in logits.astype(np.float32):
-            labels, probs, idx = _top(row.astype(np.float64), self.classes, top_k)
+        for row, probs in zip(logits.astype(np.float32), probabilities, strict=True):
+            labels, values, idx = top_k_of(probs, self.classes, top_k)
             out.append(Prediction(
-                model=self.model, labels=labels, probabilities=probs, indices=idx, logits=row,
+                model=self.model, labels=labels, probabilities=values, indices=idx, logits=row,
                 head_is_random=False, adaptations=list(emb.adaptations),
                 result_cache_hit=bool(emb.cache_hits.all()), timings=emb.timings,
             ))  # fmt: skip
-        single = not isinstance(images, list | tuple) and getattr(images, "ndim", 3) != 4
-        return out[0] if single else out
+        return out if batch else out[0]
 
     def metrics(self) -> dict:
         """The numbers as plain JSON types."""
@@ -179,3 +232,13 @@ def load_head(source: str | Path | bytes, name: str | None = None) -> TrainedHea
     metrics = {k: v for k, v in metrics.items() if k in METRICS}
     return TrainedHead(classes=list(classes), weight=weight.float().numpy(),
                        bias=bias.float().numpy(), setup=setup, **metrics)  # fmt: skip
+
+
+def as_head(head) -> TrainedHead:
+    """A TrainedHead as it is, or one read from its .safetensors file (a path or bytes)."""
+    if isinstance(head, TrainedHead):
+        return head
+    if isinstance(head, str | os.PathLike | bytes | bytearray):
+        return load_head(head)
+    raise ConfigError(f"head= must be a TrainedHead or its .safetensors file; a "
+                      f"{type(head).__name__} is neither.")  # fmt: skip

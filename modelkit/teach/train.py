@@ -1,17 +1,16 @@
 """train_head: teach a frozen model the user's classes from labelled examples.
 
-    train_head(images, labels, model, *, pretrained=True, tag=None, in_chans=None, channels=None,
-               in_chans_init=None, rgb_channels=None, scaling="auto", augment="none", folds=5,
-               seed=0, progress=None, image_bytes=None, names=None, device="auto",
-               precision="fp32", batch_size=32, solver="torch", use_result_cache=True,
-               model_cache=None, result_cache=None) -> TrainedHead
+    train_head(images, labels, model, *, augment="none", folds=5, seed=0, progress=None,
+               image_bytes=None, names=None, batch_size=32, solver="torch",
+               use_result_cache=True, model_cache=None, result_cache=None,
+               <the run settings; pretrained=True here>) -> TrainedHead
 
 The cost is the embeddings (batched, ``progress(done, total)`` counts images, cached per image
 so teaching again after adding a few images or changing the fit costs only the new work); the
 fit is ``teach.fit.fit_probe`` and the numbers ``teach.metrics.report``, all out of fold.
 Random weights (``pretrained=False``) are allowed and said loudly in ``warnings``. With neither
 ``in_chans`` nor ``channels`` given, the model takes the examples' channel count (gray photos
-and 13-band tiles teach without settings); the head's setup keeps it for prediction.
+and 13-band tiles teach without settings); the head's settings keep it for prediction.
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ import numpy as np
 import modelkit
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS, embeddings
-from modelkit.runtime.run import default_model_cache, model_key
-from modelkit.teach.examples import channel_count, check_examples, digest_groups
+from modelkit.runtime.settings import RunSettings, takes_settings
+from modelkit.teach.examples import check_examples, digest_groups
 from modelkit.teach.fit import fit_probe
-from modelkit.teach.head import TrainedHead
+from modelkit.teach.head import RUN_CHOICES, TrainedHead
 from modelkit.teach.metrics import report
 
 
@@ -40,54 +39,58 @@ def _random_note(parts: list[str]) -> str:
     )
 
 
+@takes_settings(pretrained=True)
 def train_head(
     images,
     labels: Sequence[str],
-    model: str,
+    settings: RunSettings,
     *,
-    pretrained: bool = True,
-    tag: str | None = None,
-    in_chans: int | None = None,
-    channels: Sequence[int] | None = None,
-    in_chans_init: str | None = None,
-    rgb_channels: Sequence[int] | None = None,
-    scaling: str = "auto",
     augment: str = "none",
     folds: int = 5,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     image_bytes: Sequence[bytes] | None = None,
     names: Sequence[str] | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
     batch_size: int = 32,
     solver: str = "torch",
     use_result_cache: bool = True,
     model_cache=None,
     result_cache=None,
 ) -> TrainedHead:
-    """Embed the examples, cross-validate a logistic-regression head, refit it on all of them."""
+    """Embed the examples, cross-validate a logistic-regression head, refit it on all of them.
+
+    Args:
+        images: the examples (ImageArrays or (C, H, W) arrays), all with one channel count.
+        labels: one class name per example.
+        augment: views per example: "none", "flips" or "dihedral".
+        folds: cross-validation folds (fewer when a class has fewer examples).
+        seed: the folds' shuffle.
+        progress: called with (images embedded, total).
+        image_bytes: each example's file bytes (the cache's key; one file twice stays in one
+            fold).
+        names: where each example came from (shown with the examples it got wrong).
+        batch_size: images per forward pass.
+        solver: "torch" or "sklearn" (the same optimum).
+        use_result_cache: keep and reuse embeddings on disk (never for random weights).
+        model_cache: the built models to use (the process's when None).
+        result_cache: the results on disk to use (the process's when None).
+
+    Returns:
+        TrainedHead: its classes, weights, settings and out-of-fold numbers.
+    """
     if augment not in VIEW_SETS:
         raise ConfigError(f"augment={augment!r} is not one of {', '.join(VIEW_SETS)}.")
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"folds={folds!r} must be a whole number of at least 2, e.g. 5.")
-    items = list(images) if isinstance(images, list | tuple) else list(images)
-    labels = list(labels)
+    items, labels = list(images), list(labels)
     warnings = check_examples(items, labels, names, None)
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
-    name = f"{model}.{tag}" if tag and pretrained else model
-    if in_chans is None and channels is None:  # the model takes what the examples have
-        in_chans = channel_count(items[0])
-    settings = dict(pretrained=pretrained, in_chans=in_chans, channels=channels,
-                    rgb_channels=rgb_channels, scaling=scaling, device=device,
-                    precision=precision)  # fmt: skip
-    if in_chans_init is not None:
-        settings["in_chans_init"] = in_chans_init
-    emb = embeddings(items, name, views=augment, batch_size=batch_size, image_bytes=image_bytes,
-                     progress=progress, use_result_cache=use_result_cache,
-                     model_cache=model_cache, result_cache=result_cache,
-                     **settings)  # fmt: skip
+    settings = settings.follow(items[0])  # the model takes what the examples have
+    emb = embeddings(items, settings, views=augment, batch_size=batch_size,
+                     image_bytes=image_bytes, progress=progress,
+                     use_result_cache=use_result_cache, model_cache=model_cache,
+                     result_cache=result_cache)  # fmt: skip
     folds = min(folds, int(np.bincount(y).min()))
     probe = fit_probe(emb.vectors, y, folds=folds, groups=digest_groups(image_bytes, len(y)),
                       seed=seed, solver=solver)  # fmt: skip
@@ -95,14 +98,11 @@ def train_head(
     if emb.random_weights:
         numbers["warnings"].insert(0, _random_note(emb.random_weights))
     numbers["warnings"] = warnings + numbers["warnings"]
-    cache = default_model_cache(model_cache)
-    net, _ = cache.get(model_key(name, **settings))
-    setup = {
-        "model": name, "arch": model, "tag": tag, "pretrained": bool(pretrained),
-        "in_chans": in_chans, "channels": None if channels is None else [int(c) for c in channels],
-        "in_chans_init": in_chans_init,
-        "rgb_channels": None if rgb_channels is None else [int(c) for c in rgb_channels],
-        "scaling": scaling, "views": augment, "data_config": net.data_config.to_dict(),
+    net, _ = settings.build(model_cache)
+    taught = {k: v for k, v in settings.to_dict().items() if k not in RUN_CHOICES}
+    setup = taught | {
+        "model": settings.name, "arch": settings.model, "views": augment,
+        "data_config": settings.data_config(net).to_dict(),
         "num_features": int(emb.vectors.shape[-1]), "adaptations": list(emb.adaptations),
         "random_weights": list(emb.random_weights), "examples": len(y),
         "modelkit": modelkit.__version__,
