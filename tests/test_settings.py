@@ -125,8 +125,12 @@ def test_the_channel_count_against_the_image_in_words():
 
 
 def _head(**setup) -> TrainedHead:
-    return TrainedHead(classes=["a", "b"], weight=np.zeros((2, 4)), bias=np.zeros(2),
-                       setup={"model": "resnet18", "pretrained": True, "in_chans": 1, **setup})
+    return TrainedHead(
+        classes=["a", "b"],
+        weight=np.zeros((2, 4)),
+        bias=np.zeros(2),
+        setup={"model": "resnet18", "pretrained": True, "in_chans": 1, **setup},
+    )
 
 
 def test_a_heads_settings_win_and_what_they_override_is_named():
