@@ -47,6 +47,7 @@ from modelkit.models.registry import (
     replace_cfg,
     split_name,
 )
+from modelkit.models.size_guard import check_model_size
 
 
 class ClassifierMixin(StepsMixin):
@@ -194,6 +195,7 @@ def create_model(
     ``checkpoint_path`` or an overlay ``state_dict``/``file`` load weights even without
     ``pretrained=True``.
     """
+    check_model_size(name)  # hosting (issue 27): too large for this server -> refused, no download
     entry = get_entry(name)
     spec: FamilySpec = entry.family
     cfg = get_pretrained_cfg(name)
