@@ -30,6 +30,7 @@ from modelkit.batches.head import load as load_head
 from modelkit.batches.inputs import collect
 from modelkit.batches.local import run_local
 from modelkit.errors import ConfigError
+from modelkit.hosting import check_batch_images
 
 ENGINES = ("local", "ray")
 DEFAULT_BATCH_SIZE = 32
@@ -88,6 +89,7 @@ def batch(
         raise ConfigError("The Ray engine writes a file: give out='results.parquet'.")
     head = load_head(head) if head is not None else None
     found = collect(inputs)
+    check_batch_images(len(found.items))  # hosting: MODELKIT_MAX_BATCH_IMAGES
     done = output.done() if output is not None else set()
     todo = [item for item in found.items if item.name not in done]
     already = len(found.items) - len(todo)
