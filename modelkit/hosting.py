@@ -34,6 +34,7 @@ MODEL_CACHE_MB = 2048  # MODELKIT_MODEL_CACHE_MB's default
 # a forward pass): measured 600-900 MB resident for a served app on the CPU
 RESERVE_MB = {"own": 1024, "space": 2048}
 MIN_MODEL_MB = 256
+UNKNOWN_MEMORY_MB = 8192  # assumed where the machine's memory cannot be read
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,10 @@ def limits() -> Limits:
 def machine_memory_mb() -> int:
     """Memory this process may use: the machine's, or its container's limit when lower (a
     Space's 16 GB live in a cgroup on a larger host)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): a modest machine
+        total = UNKNOWN_MEMORY_MB * 2**20
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(path).read_text().strip()

@@ -168,6 +168,7 @@ def test_a_full_queue_says_the_server_is_busy(server, tiny):
             answered += len(job.result(timeout=300)["predictions"]) == 1
         except Exception as exc:  # noqa: BLE001 - judged below
             refused.append(str(exc))
+    print(f"\nqueue of {QUEUE_MAX}: {answered} of {len(jobs)} answered, {len(refused)} refused")
     assert refused and all(text == "Queue is full! Please try again." for text in refused)
     assert answered >= QUEUE_MAX and answered + len(refused) == len(jobs)
     assert call(client, str(tiny), top_k=3)["predictions"]  # and then it serves again

@@ -51,12 +51,12 @@ def shipped_sizes() -> dict[str, int]:
 
 
 @lru_cache(maxsize=256)
-def _count_on_meta(arch: str) -> int | None:
+def _count_on_meta(builder) -> int | None:
     """Parameters of a model built on the meta device (no weights allocated); None when it
-    cannot be built that way (its own build then reports what is wrong)."""
+    cannot be built that way (its own build then reports what is wrong). Keyed by the builder,
+    so that a model registered again under the same name is counted again."""
     import torch
 
-    builder = get_entry(arch).builder
     for place in (params_on_meta, lambda: torch.device("meta")):
         try:
             with place():
@@ -75,7 +75,7 @@ def known_params(name: str) -> int | None:
         params = stored_facts().get(timm_name(entry.name), {}).get("params")
     else:
         params = shipped_sizes().get(entry.name)
-    return params if params is not None else _count_on_meta(entry.name)
+    return params if params is not None else _count_on_meta(entry.builder)
 
 
 def build_peak_bytes(params: int) -> int:
