@@ -18,9 +18,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from modelkit import hosting  # noqa: E402
 from modelkit.app import (  # noqa: E402
     api,
     batch_page,
+    cleanup,
     compare_page,
     explain_page,
     explore,
@@ -32,8 +34,9 @@ from modelkit.runtime.device import configure_cpu_threads  # noqa: E402
 
 log = logging.getLogger("modelkit.app")
 ASSETS = setup_form.ASSETS
+LIMITS = hosting.limits()  # what a visitor may use (README: "Hosting in public")
 
-with gr.Blocks(title="modelkit") as demo:
+with gr.Blocks(title="modelkit", delete_cache=cleanup.delete_cache(LIMITS)) as demo:
     gr.Markdown(
         "# modelkit\nPick an image model, adapt it to your image (any number of channels), "
         "and see what it predicts and what its layers see."
@@ -56,7 +59,9 @@ with gr.Blocks(title="modelkit") as demo:
     explain_page.build_api()
 
 demo.queue(
-    api_open=False, default_concurrency_limit=int(os.environ.get("MODELKIT_CONCURRENCY", "1"))
+    api_open=False,
+    default_concurrency_limit=int(os.environ.get("MODELKIT_CONCURRENCY", "1")),
+    max_size=LIMITS.queue_max_size,  # a full queue: gradio answers "busy, try again" (README)
 )
 
 
@@ -109,6 +114,9 @@ def launch(**kwargs):
     options.update(kwargs)
     check_private_folders(options["allowed_paths"] or [])
     configure_cpu_threads()  # the process's torch threads, once (MODELKIT_CPU_THREADS)
+    from gradio.utils import get_upload_folder
+
+    cleanup.start_upload_cleaner(get_upload_folder(), LIMITS)
     warm_model_facts()
     return demo.launch(**options)
 

@@ -34,3 +34,17 @@ class ChannelMismatchError(ConfigError):
 
 class DeviceError(ConfigError):
     """A device or precision that this machine cannot provide (e.g. CUDA where there is none)."""
+
+
+class LimitError(ModelkitError):
+    """A request over a limit the server's deployer set (``modelkit.hosting``): the message says
+    the limit, how far over it the request is, and what to do instead."""
+
+
+class ModelTooLargeError(LimitError):
+    """A model that needs more memory to build than this server allows (``MODELKIT_MAX_MODEL_MB``);
+    refused before anything is downloaded or allocated."""
+
+
+class DiskLimitError(LimitError):
+    """A download or an export that would take more disk than this server allows."""

@@ -4,8 +4,9 @@ Public API::
 
     search_models(query="", pretrained_only=False, on_disk=False, family="", sort="name",
                   source="")
-        -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download"),
-                           # source, licence ("" or "non-commercial" / "custom: read its terms")
+        -> list[dict]      # name, family, params_m, acc1, weights ("on this machine" | "download"
+                           # | "too large for this server"), source, licence ("" or
+                           # "non-commercial" / "custom: read its terms"), too_large ("" or why)
     search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
     model_card(info) -> str                            # markdown from factory.model_info
     image_summary(image) -> str                        # markdown: format, shape, dtype, notes
@@ -29,6 +30,7 @@ from modelkit.models.sensors import suggestions
 log = logging.getLogger(__name__)
 
 SEARCH_HEADERS = ["model", "family", "params (M)", "top-1 %", "weights", "licence"]
+TOO_LARGE = "too large for this server"  # the weights column of a model the server cannot run
 SORTS = {"name": "name", "accuracy": "acc1", "size": "params_m"}
 WILDCARDS = set("*?[")
 
@@ -66,6 +68,7 @@ def search_models(
             "weights": _weights_word(info),
             "source": info["source"],
             "licence": info["license_note"],
+            "too_large": info.get("too_large", ""),  # hosting: why this server cannot run it
         })  # fmt: skip
     key = SORTS[sort]
     if key == "name":
@@ -90,6 +93,8 @@ def _summaries(names: list[str]) -> list[dict]:
 
 
 def _weights_word(info: dict) -> str:
+    if info.get("too_large"):
+        return TOO_LARGE
     if info["weights_on_disk"]:
         return "on this machine"
     return "download" if info["tags"] else "none"
@@ -122,8 +127,10 @@ def model_card(info: dict) -> str:
         f"`{t}`" + (" (default)" if t == info["default_tag"] else "") for t in info["tags"]
     )
     c, h, w = info["input_size"]
+    warning = [f"**⚠ Too large for this server.** {info['too_large']}", ""]
     lines = [
         f"### {info['name']}",
+        *(warning if info.get("too_large") else []),
         f"**Family** {info['family']} · **Parameters** {info['params'] / 1e6:.2f} M · "
         f"**GFLOPs** {gflops} · **ImageNet top-1** {acc}",
         "",

@@ -30,6 +30,7 @@ from modelkit.batches.extract import WHATS, Extractor, check_what, random_weight
 from modelkit.batches.inputs import collect
 from modelkit.batches.local import run_local
 from modelkit.errors import ConfigError
+from modelkit.hosting import check_batch_images
 from modelkit.runtime.settings import RunSettings, takes_settings
 from modelkit.teach.head import as_head
 
@@ -110,6 +111,7 @@ def batch(
         raise ConfigError("The Ray engine writes a file: give out='results.parquet'.")
     head = as_head(head) if head is not None else None
     found = collect(inputs)
+    check_batch_images(len(found.items))  # hosting: MODELKIT_MAX_BATCH_IMAGES
     done = output.done() if output is not None else set()
     todo = [item for item in found.items if item.name not in done]
     already = len(found.items) - len(todo)

@@ -34,6 +34,7 @@ from modelkit.explanations.gradients import integrated_gradients
 from modelkit.explanations.heatmap import check_size, to_image
 from modelkit.explanations.notes import explanation_notes
 from modelkit.explanations.scoring import Scorer
+from modelkit.hosting import check_ig_steps
 from modelkit.images.limits import ImageArray
 from modelkit.runtime.device import prepare_input, resolve_precision
 from modelkit.runtime.result_cache import hash_data
@@ -99,6 +100,8 @@ def _check(method, baseline, steps, chunk, shapley_samples) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+    if method == "integrated_gradients":
+        check_ig_steps(steps)  # hosting: MODELKIT_MAX_IG_STEPS
     if shapley_samples is not None and (
         isinstance(shapley_samples, bool) or not isinstance(shapley_samples, int)
         or not 1 <= shapley_samples <= 1000

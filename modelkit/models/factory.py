@@ -1,6 +1,7 @@
-"""create_model: resolve -> build (and load) -> adapt the stem -> adapt the head -> finish.
+"""create_model: guard -> resolve -> build (and load) -> adapt the stem -> adapt the head -> finish.
 
-Each step is a named function: ``request.resolve`` checks the arguments and finds the entry and
+Each step is a named function: ``size_guard.check_model_size`` refuses a model too large for
+this server; ``arguments.resolve`` checks the arguments and finds the entry and
 checkpoint; families run as steps (torchvision, EfficientNet-Lite) are built by ``native``, timm
 models by ``timm_factory``; both end with the model's public attributes, its ``model.modelkit``
 record, and ``features_only`` cut by the source's own rule.
@@ -13,6 +14,7 @@ from torch import nn
 from modelkit.models import native
 from modelkit.models.arguments import random_parts, resolve
 from modelkit.models.features import finish_model
+from modelkit.models.size_guard import check_model_size
 
 __all__ = ["create_model", "random_parts"]
 
@@ -56,6 +58,7 @@ def create_model(
         The model, with ``pretrained_cfg``, ``data_config``, ``adaptations``, ``categories``,
         ``num_classes``, ``num_features``, ``feature_info`` and ``modelkit`` (its record).
     """
+    check_model_size(name)  # too large for this server: refused before any download or build
     request = resolve(
         name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
         global_pool=global_pool, drop_rate=drop_rate,

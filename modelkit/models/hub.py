@@ -29,6 +29,7 @@ import torch
 
 from modelkit.config import PretrainedCfg
 from modelkit.errors import WeightsLoadError, WeightsUnavailableError
+from modelkit.models import weights_store
 from modelkit.models.pretrained import find_state_dict, load_file, offline, unwrap_state_dict
 from modelkit.models.timm_source import hub_cache
 
@@ -130,6 +131,7 @@ def hub_file(cfg: PretrainedCfg) -> str:
     for name in files:
         cached = try_to_load_from_cache(repo, name, cache_dir=cache, revision=revision)
         if isinstance(cached, str):
+            weights_store.note_use(cached)
             return cached
     endpoint = hub_endpoint()
     page = f"{endpoint}/{repo}"
@@ -196,24 +198,27 @@ def _download(repo: str, name: str, revision: str | None, cache: str, endpoint: 
     listener = _listener.get()
     reporter = functools.partial(_Reporter, listener, repo, name) if listener else None
     log.info("downloading %s (%s bytes) into %s", url, meta.size, cache)
-    try:
-        path = hf_hub_download(
-            repo, name, revision=revision, cache_dir=cache, endpoint=endpoint,
-            etag_timeout=ETAG_TIMEOUT_S, tqdm_class=reporter,
-        )  # fmt: skip
-    except HfHubHTTPError as exc:
-        _tidy(cache, repo)
-        raise WeightsUnavailableError(
-            f"Could not download {what}: the server answered HTTP {exc.response.status_code}. "
-            f"Nothing was kept. Try again later, or {instead}"
-        ) from None
-    except (httpx2.HTTPError, OSError) as exc:  # refused, cut off, short, disk full
-        _tidy(cache, repo)  # huggingface_hub removes its partial file; empty folders go too
-        raise WeightsUnavailableError(
-            f"Could not download {what}: {_first_line(exc)}. Nothing was kept. Try again, or "
-            f"{instead}"
-        ) from None
-    _verify(path, name, meta.etag, cache, repo)
+    # hosting: too large for the weights total or the free disk -> refused before any byte
+    with weights_store.reserve(meta.size, cache, f"{name} of {repo}"):
+        try:
+            path = hf_hub_download(
+                repo, name, revision=revision, cache_dir=cache, endpoint=endpoint,
+                etag_timeout=ETAG_TIMEOUT_S, tqdm_class=reporter,
+            )  # fmt: skip
+        except HfHubHTTPError as exc:
+            _tidy(cache, repo)
+            raise WeightsUnavailableError(
+                f"Could not download {what}: the server answered HTTP "
+                f"{exc.response.status_code}. Nothing was kept. Try again later, or {instead}"
+            ) from None
+        except (httpx2.HTTPError, OSError) as exc:  # refused, cut off, short, disk full
+            _tidy(cache, repo)  # huggingface_hub removes its partial file; empty folders go too
+            raise WeightsUnavailableError(
+                f"Could not download {what}: {_first_line(exc)}. Nothing was kept. Try again, "
+                f"or {instead}"
+            ) from None
+        _verify(path, name, meta.etag, cache, repo)
+        weights_store.record(path, meta.size)
     return path
 
 

@@ -3,33 +3,17 @@ the meta device, and ``model_info`` (family, size, accuracy, input, licence, lev
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
 from modelkit.errors import ModelkitError
+from modelkit.hosting import limits
 from modelkit.models.features import trace_levels
 from modelkit.models.no_init import params_on_meta
 from modelkit.models.pretrained import weights_on_disk
 from modelkit.models.registry import ModelEntry, get_entry, get_pretrained_cfg
-
-# parameter counts of the built-in models for the pinned torchvision (scripts/model_sizes.py):
-# search shows sizes without building 83 models (13 s on the page's first search)
-SHIPPED_SIZES = Path(__file__).with_name("model_sizes.json")
-
-
-@lru_cache(maxsize=1)
-def shipped_sizes() -> dict[str, int]:
-    """name -> parameter count, when the file was made for the installed torchvision."""
-    import torchvision
-
-    try:
-        data = json.loads(SHIPPED_SIZES.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data["params"] if data.get("torchvision") == torchvision.__version__ else {}
+from modelkit.models.size_guard import SHIPPED_SIZES, shipped_sizes, too_large  # noqa: F401
 
 
 def model_params(name: str) -> int:
@@ -150,6 +134,7 @@ def model_info(name: str) -> dict:
             {k: lvl[k] for k in ("index", "module", "channels", "reduction")} for lvl in levels
         ],
         "weights_on_disk": _weights_on_disk(entry, cfg),
+        "too_large": too_large(entry.name, params),  # "" or why this server cannot run it
     }
 
 
@@ -169,12 +154,13 @@ def _fixed(cfg) -> bool:
 
 def model_summaries(names: list[str]) -> list[dict]:
     """What search shows per model, without building any: family, source, parameters (None for
-    a timm model not looked at yet), top-1, tags, weights on disk, licence."""
+    a timm model not looked at yet), top-1, tags, weights on disk, licence, and why this server
+    cannot run it ("too_large", "" when it can)."""
     from modelkit.models.timm_source import license_note, repos_on_disk, stored_facts
 
     repos = repos_on_disk() if any(n.startswith("timm/") for n in names) else set()
     facts = stored_facts() if repos or any(n.startswith("timm/") for n in names) else {}
-    out = []
+    out, max_model_mb = [], limits().max_model_mb
     for name in names:
         entry = get_entry(name)
         cfg = get_pretrained_cfg(name)
@@ -187,5 +173,6 @@ def model_summaries(names: list[str]) -> list[dict]:
             "acc@1": cfg.metrics.get("acc@1"), "tags": list(entry.cfgs),
             "weights_on_disk": _weights_on_disk(entry, cfg, repos) if entry.cfgs else False,
             "license": cfg.license, "license_note": license_note(cfg.license) if entry.cfgs else "",
+            "too_large": too_large(entry.name, params, max_model_mb),
         })  # fmt: skip
     return out

@@ -24,6 +24,7 @@ from torch import nn
 
 from modelkit.config import PretrainedCfg
 from modelkit.errors import ConfigError, WeightsLoadError, WeightsUnavailableError
+from modelkit.models import weights_store
 
 CONNECT_TIMEOUT_S = 1.0  # no network -> an error within a second
 DOWNLOAD_TIMEOUT_S = 10.0  # socket timeout per read once connected; one try, no retry loop
@@ -88,8 +89,10 @@ def unwrap_state_dict(sd, where: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def download(url: str, dest: Path) -> None:
-    """One plain download into ``dest`` (via a temporary file), with a short socket timeout."""
+def download(url: str, dest: Path, expected_mb: float | None = None) -> None:
+    """One plain download into ``dest`` (via a temporary file), with a short socket timeout.
+    Its size (Content-Length, else ``expected_mb``) is checked against the server's limits
+    (``weights_store.reserve``) before any byte is written, and what arrives is counted."""
     parts = urllib.parse.urlsplit(url)
     try:  # a fast probe, so that a machine without network fails at once, not after a minute
         socket.create_connection(
@@ -100,23 +103,29 @@ def download(url: str, dest: Path) -> None:
             f"Could not reach {parts.hostname} to download {url} ({exc}). Download it elsewhere "
             f"and put it at {dest}, or pass checkpoint_path=... to a copy you have."
         ) from exc
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".partial")
+    tmp = None
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r,
-        ):
-            while chunk := r.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, dest)
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
+            length = r.headers.get("Content-Length", "")
+            size = int(length) if length.isdigit() else None
+            size = size if size is not None or not expected_mb else int(expected_mb * 1e6)
+            with weights_store.reserve(size, dest.parent, f"The weights file {dest.name}"):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".partial")
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := r.read(1 << 20):
+                        out.write(chunk)
+                        if size is not None and out.tell() > size:
+                            raise OSError(f"the server sent more than the {size} bytes announced")
+                os.replace(tmp, dest)
+                weights_store.record(dest)
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
         raise WeightsUnavailableError(
             f"Could not download {url} ({exc}). Put the file at {dest} by hand, or pass "
             "checkpoint_path=... to a copy you have."
         ) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -139,7 +148,8 @@ def find_state_dict(
         return load_file(cfg.file), f"{cfg.source or 'local'} file {Path(cfg.file).name}"
     cached = hub_cache_path(cfg)
     if cached and cached.is_file():
-        return load_file(cached), f"torch hub cache file {cached.name}"
+        with weights_store.in_use(cached):  # not evicted by another download while read
+            return load_file(cached), f"torch hub cache file {cached.name}"
     if not cfg.url:
         raise WeightsUnavailableError(
             f"No pretrained weights are known for {cfg.name}"
@@ -151,8 +161,9 @@ def find_state_dict(
             f"Weights for {cfg.name} are not on this machine and downloads are off "
             f"(MODELKIT_OFFLINE=1). Download {cfg.url} elsewhere and put it at {cached}."
         )
-    download(cfg.url, cached)
-    return load_file(cached), f"downloaded {cfg.url}"
+    download(cfg.url, cached, cfg.file_size_mb)
+    with weights_store.in_use(cached):
+        return load_file(cached), f"downloaded {cfg.url}"
 
 
 # --- first conv -------------------------------------------------------------------------------

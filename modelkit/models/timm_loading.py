@@ -32,6 +32,7 @@ from modelkit.models.no_init import (
 )
 from modelkit.models.pretrained import adapt_input_conv as adapt_filters
 from modelkit.models.registry import ModelEntry
+from modelkit.models.weights_store import in_use
 
 
 def build(entry: ModelEntry, timm_id: str, what: str, **kwargs) -> nn.Module:
@@ -226,13 +227,11 @@ def load_pretrained_timm(
 ) -> tuple[nn.Module, list[str], int]:  # fmt: skip
     """(model with the weights, adaptation report, the checkpoint's class count)."""
     weights, where = timm_weights(cfg, checkpoint_path, sources)
-    built = _without_plain(entry.name, timm_id, cfg, weights, in_chans, mode, rgb, kwargs)
-    if built is not None:
-        model, notes, src_classes = built
-    else:
-        model, notes, src_classes = _plain(
-            entry, timm_id, cfg, weights, where, in_chans, mode, rgb, kwargs
-        )
+    with in_use(weights):  # a downloaded file is not evicted while it is read
+        built = _without_plain(entry.name, timm_id, cfg, weights, in_chans, mode, rgb, kwargs)
+        if built is None:
+            built = _plain(entry, timm_id, cfg, weights, where, in_chans, mode, rgb, kwargs)
+    model, notes, src_classes = built
     notes = [f"weights loaded from {where}", *notes]
     if in_chans == cfg.in_chans and not rgb and cfg.bands:
         bands = ", ".join(cfg.bands)

@@ -126,6 +126,13 @@ def is_oom(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
+def is_memory_error(error: BaseException) -> bool:
+    """Out of memory anywhere: the CPU (MemoryError, an allocator's "not enough memory"), CUDA
+    or MPS (``is_oom``)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or is_oom(error) or "not enough memory" in text
+
+
 def free_device_memory(device: torch.device | None = None) -> None:
     """Return cached GPU memory to the driver (after models were dropped)."""
     if torch.cuda.is_available() and (device is None or device.type == "cuda"):

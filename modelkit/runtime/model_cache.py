@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modelkit.hosting import MODEL_CACHE_MB, model_cache_mb
 from modelkit.runtime.device import free_device_memory, prepare_model
 
-DEFAULT_BUDGET_MB = 2048
+DEFAULT_BUDGET_MB = MODEL_CACHE_MB  # the size guard's default limit counts this budget
 DEFAULT_MAX_MODELS = 8
 
 
@@ -86,8 +87,7 @@ class ModelCache:
         if builder is None:
             from modelkit.models.factory import create_model as builder
         self.builder = builder
-        budget_mb = _env_int("MODELKIT_MODEL_CACHE_MB", DEFAULT_BUDGET_MB)
-        self.max_bytes = budget_mb * 2**20 if max_bytes is None else int(max_bytes)
+        self.max_bytes = model_cache_mb() * 2**20 if max_bytes is None else int(max_bytes)
         self.max_models = _env_int("MODELKIT_MODEL_CACHE_COUNT", DEFAULT_MAX_MODELS)
         if max_models is not None:
             self.max_models = int(max_models)

@@ -16,7 +16,7 @@ import torch
 
 from modelkit.errors import ConfigError, DeviceError, ModelkitError
 from modelkit.images.limits import ImageArray
-from modelkit.runtime.device import autocast, is_oom, prepare_input, resolve_precision
+from modelkit.runtime.device import autocast, is_memory_error, prepare_input, resolve_precision
 from modelkit.runtime.model_cache import ModelCache, ModelKey
 from modelkit.runtime.result_cache import ResultCache, hash_data
 
@@ -140,7 +140,7 @@ def failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
     log.error("%s of %s failed", stage, key, exc_info=error)
     text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
     what = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    if isinstance(error, MemoryError) or is_oom(error) or "not enough memory" in str(error).lower():
+    if is_memory_error(error):
         return ModelkitError(
             f"There is not enough memory to {stage} '{key.name}' with these settings ({what}). "
             "Try a smaller model or fewer classes, or use a machine with more memory."
@@ -158,7 +158,8 @@ def failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
 
 
 def forward(run: Run, cache: ModelCache, fn):
-    """Load (cached), preprocess and run ``fn(model, x)``; a CUDA OOM clears the cache, retries.
+    """Load (cached), preprocess and run ``fn(model, x)``; running out of memory (CPU or GPU)
+    clears the model cache and retries once.
 
     A model that cannot be built or run becomes a ModelkitError that names it (see _failure)."""
     for attempt in (0, 1):
@@ -168,9 +169,10 @@ def forward(run: Run, cache: ModelCache, fn):
         except ModelkitError:
             raise
         except Exception as error:
-            if is_oom(error) and not attempt:
-                cache.clear()
-                continue
+            if is_memory_error(error):  # hosting: whatever got past the size guard
+                cache.clear()  # frees the other models; one retry
+                if not attempt:
+                    continue
             raise failure(run.key, error, "build") from error
         t1 = time.perf_counter()
         x = to_batch(run.items, model, run.settings)
@@ -184,7 +186,7 @@ def forward(run: Run, cache: ModelCache, fn):
         except ModelkitError:
             raise
         except Exception as error:
-            if not is_oom(error):
+            if not is_memory_error(error):
                 raise failure(run.key, error, "run") from error
             del model, x
             cache.clear()
