@@ -1,9 +1,10 @@
 """modelkit web app: find an image model, adapt it to any image, see what it predicts and sees.
 
-This file only assembles the page: the shared setup form on top (``modelkit/app/setup_form.py``),
-one tab per task below it (``modelkit/app/<tab>.py``), the API endpoints
-(``modelkit/app/api.py``). Every computation is a call into ``modelkit``. Run ``python app.py``
-(honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). Named API endpoints for gradio_client:
+This file only assembles the page, task first: the model box and its closed "Model settings"
+panel on top (``modelkit/app/setup_form.py``), one tab per task below it
+(``modelkit/app/<task>.py``), the API endpoints (``modelkit/app/api.py``). Every computation
+is a call into ``modelkit``. Run ``python app.py`` (honours GRADIO_SERVER_NAME /
+GRADIO_SERVER_PORT). Named API endpoints for gradio_client:
 /search_models, /model_info, /predict, /features, /teach, /predict_with_head, /explain,
 /compare.
 """
@@ -36,25 +37,33 @@ log = logging.getLogger("modelkit.app")
 ASSETS = setup_form.ASSETS
 LIMITS = hosting.limits()  # what a visitor may use (README: "Hosting in public")
 
+TASKS = {  # tab id -> what a person wants to do, in their words
+    "explore": "What is in this image?",
+    "teach": "Teach it my classes",
+    "batch": "Run a whole folder",
+    "compare": "Compare models",
+    "explain": "Why this answer?",
+}
+
 with gr.Blocks(title="modelkit", delete_cache=cleanup.delete_cache(LIMITS)) as demo:
     gr.Markdown(
-        "# modelkit\nPick an image model, adapt it to your image (any number of channels), "
-        "and see what it predicts and what its layers see."
+        "# modelkit\nTry image models on your own images: photos, satellite bands, microscopy. "
+        "Pick what you want to do."
     )
     guard.status_line()
     form = setup_form.build(demo)
     head = gr.State(None)  # the taught head: Teach fills it; Explain and Batch read it
-    with gr.Tabs(elem_id="mk-tabs"):
-        with gr.Tab("Explore", elem_id="mk-tab-explore"):
-            explore.build(form)
-        with gr.Tab("Teach", elem_id="mk-tab-teach"):
-            teach_page.build(form, head)
-        with gr.Tab("Explain", elem_id="mk-tab-explain"):
-            explain_page.build(form, head)
-        with gr.Tab("Batch", elem_id="mk-tab-batch"):
-            batch_page.build(form, head)
-        with gr.Tab("Compare", elem_id="mk-tab-compare"):
+    with gr.Tabs(elem_id="mk-tabs") as tabs:
+        with gr.Tab(TASKS["explore"], id="explore", elem_id="mk-tab-explore"):
+            explore.build(demo, form, tabs, "teach")
+        with gr.Tab(TASKS["teach"], id="teach", elem_id="mk-tab-teach"):
+            taught = teach_page.build(form, head)
+        with gr.Tab(TASKS["batch"], id="batch", elem_id="mk-tab-batch"):
+            batch_page.build(form, head, taught)
+        with gr.Tab(TASKS["compare"], id="compare", elem_id="mk-tab-compare"):
             compare_page.build(form)
+        with gr.Tab(TASKS["explain"], id="explain", elem_id="mk-tab-explain"):
+            explain_page.build(form, head, taught)
     api.build()
     explain_page.build_api()
 
@@ -109,6 +118,9 @@ def launch(**kwargs):
         enable_monitoring=False,
         footer_links=["api"],
         theme=gr.themes.Soft(primary_hue="blue"),
+        # gradio 6.31's status announcer (for screen readers) reads a key its English strings
+        # lack, so it said "common.complete" when a run ended: give it words
+        i18n=gr.I18n(en={"common.complete": "Done."}),
         css=guard.CSS,
     )
     options.update(kwargs)

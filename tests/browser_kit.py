@@ -39,13 +39,14 @@ __all__ = ["ASSETS", "ARTIFACTS", "app_page", "browser_page", "shot", "upload"]
 
 
 @contextmanager
-def browser_page(url: str, timeout_ms: int = 120_000) -> Iterator:
-    """A chromium page open on ``url``; every wait on it times out after ``timeout_ms``."""
+def browser_page(url: str, timeout_ms: int = 120_000, viewport: dict | None = None) -> Iterator:
+    """A chromium page open on ``url`` (``viewport``: its size, 1400 x 1000 unless given);
+    every wait on it times out after ``timeout_ms``."""
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
+            page = browser.new_page(viewport=viewport or VIEWPORT)
             page.set_default_timeout(timeout_ms)
             page.goto(url)
             yield page

@@ -81,51 +81,50 @@ def test_suggestions_by_names_and_by_count():
 
 
 def test_upload_then_sensor_weights_fills_the_picker(tmp_path):
-    from modelkit.app import setup_form
+    from modelkit.app import image_input, setup_form
 
     shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
-    out = setup_form.on_upload(shuffled)
+    out = image_input.on_upload(shuffled)
     use = out[-1]
-    assert use["visible"] and S12 in use["choices"] and out[-3] == 14  # in_chans: the file's
+    assert use["visible"] and S12 in use["choices"]
     # the user picks the suggestion: model, pretrained and tag are set; the model changes, so the
     # tag also waits in the State for on_model
-    _, model, pretrained, tag, wanted = setup_form.on_use(S12, "efficientnet_lite0")
+    _, model, pretrained, tag, wanted = image_input.on_use(S12, "efficientnet_lite0")
     assert (model, pretrained) == ("timm/resnet18", True)
     assert tag["value"] == wanted == "ssl4eo_s12_all_moco"
-    _, card, tag_update, _, cleared = setup_form.on_model(model, wanted)
+    _, card, line, tag_update, _, cleared = setup_form.on_model(model, wanted)
     assert tag_update["value"] == "ssl4eo_s12_all_moco" and cleared == ""
     assert "**Bands** 13" in card  # the card of the chosen weights, not of the default tag
-    _, note, channels, in_chans = setup_form.on_fit(shuffled, model, True, "ssl4eo_s12_all_moco")
+    assert "feature extractor" in line
+    _, note, channels = image_input.on_fit(shuffled, model, True, "ssl4eo_s12_all_moco")
     assert channels == ["4", "0", "1", "2", "5", "6", "7", "3", "8", "9", "10", "11", "12"]
-    assert in_chans == 13 and note.startswith("✓ Bands matched by name")
+    assert note.startswith("✓ Bands matched by name")  # the model's input follows the 13 picked
     # the same model already chosen: no State detour
-    assert setup_form.on_use(S12, "timm/resnet18")[-1] == ""
+    assert image_input.on_use(S12, "timm/resnet18")[-1] == ""
 
 
 def test_sensor_weights_then_upload_and_the_users_own_edit(tmp_path):
-    from modelkit.app import setup_form
+    from modelkit.app import image_input
 
     # model first, with the example photo: nothing to fill, the note says why
     photo = str(ASSETS / "chelsea.png")
-    _, note, channels, in_chans = setup_form.on_fit(photo, "timm/resnet18", True,
-                                                    "ssl4eo_s12_all_moco")  # fmt: skip
-    assert channels == {"__type__": "update"} and in_chans == {"__type__": "update"}
-    assert "has 3 channels" in note and note.startswith("⚠ ")
+    _, note, channels = image_input.on_fit(photo, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    assert channels == {"__type__": "update"}
+    assert "do not match" in note and note.startswith("⚠ ")  # red, green, blue: not its bands
     # then the 13-band file
-    _, note, channels, in_chans = setup_form.on_fit(TIF, "timm/resnet18", True,
-                                                    "ssl4eo_s12_all_moco")  # fmt: skip
-    assert channels == [str(i) for i in range(13)] and in_chans == 13
+    _, note, channels = image_input.on_fit(TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    assert channels == [str(i) for i in range(13)]
     assert "native 13-band weights, no adaptation" in note
-    # the user's own pick afterwards: in_chans follows, the note says what it does, no refill
-    _, in_chans, note = setup_form.on_channels(TIF, ["3: B4", "2: B3", "1: B2"], "timm/resnet18",
-                                               True, "ssl4eo_s12_all_moco")  # fmt: skip
-    assert in_chans == 3 and "Your channel pick has 3 channels" in note
+    # the user's own pick afterwards: the note says what it does, no refill
+    _, note = image_input.on_channels(TIF, ["3: B4", "2: B3", "1: B2"], "timm/resnet18",
+                                      True, "ssl4eo_s12_all_moco")  # fmt: skip
+    assert "Your channel pick has 3 channels" in note
     # weights that are not a sensor's: no note, nothing touched
-    assert setup_form.on_fit(TIF, "timm/resnet18", True, "a1_in1k")[1:] == (
-        "", {"__type__": "update"}, {"__type__": "update"})  # fmt: skip
-    assert setup_form.on_fit(TIF, "timm/resnet18", False, "ssl4eo_s12_all_moco")[1] == ""
+    assert image_input.on_fit(TIF, "timm/resnet18", True, "a1_in1k")[1:] == (
+        "", {"__type__": "update"})  # fmt: skip
+    assert image_input.on_fit(TIF, "timm/resnet18", False, "ssl4eo_s12_all_moco")[1] == ""
     missing = str(write_stack(tmp_path / "missing.tif", list(SENTINEL2_L1C[:-2])))
-    _, note, channels, _ = setup_form.on_fit(missing, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    _, note, channels = image_input.on_fit(missing, "timm/resnet18", True, "ssl4eo_s12_all_moco")
     assert "missing B11, B12" in note and channels == {"__type__": "update"}
 
 
@@ -134,18 +133,18 @@ def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
     """A real run with what the form filled in: the weights' first layer as published."""
     import torch
 
-    from modelkit.app import runs, setup_form
+    from modelkit.app import image_input, runs
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     sd = fake_sensor_hub(tmp_path / "hub", S12)
     shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
-    _, _, channels, in_chans = setup_form.on_fit(shuffled, "timm/resnet18", True,
-                                                 "ssl4eo_s12_all_moco")  # fmt: skip
-    setup = FormRun.read(["timm/resnet18", True, "ssl4eo_s12_all_moco", in_chans, channels,
+    _, _, channels = image_input.on_fit(shuffled, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    setup = FormRun.read(["timm/resnet18", True, "ssl4eo_s12_all_moco", None, channels,
                           None, ["4"], 5, "auto", "cpu", "fp32"])  # fmt: skip
     image = runs.load_image(shuffled)
-    levels = features(image, setup.settings, out_indices=setup.out_indices).levels
-    model = runs.cached_model(setup.settings)
+    settings = setup.settings.follow(image)  # as the page runs it: the input follows the pick
+    levels = features(image, settings, out_indices=setup.out_indices).levels
+    model = runs.cached_model(settings)
     assert torch.equal(model.conv1.weight, sd["conv1.weight"])
     assert any("native 13-band weights" in a for a in model.adaptations)
     assert not any("->" in a for a in model.adaptations)
@@ -159,7 +158,7 @@ def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
 def test_values_outside_the_weights_range_are_warned(tmp_path):
     import numpy as np
 
-    from modelkit.app import setup_form
+    from modelkit.app import image_input
     from modelkit.models.sensors import value_note
 
     l_sr = sensor_weights("timm/resnet18.ssl4eo_l_oli_sr_moco")
@@ -168,10 +167,10 @@ def test_values_outside_the_weights_range_are_warned(tmp_path):
     assert "reflectance x 10000" in value_note(sensor_weights(S12), 0.9)  # 0-1 floats
     # the shipped Landsat example is 16-bit (values 6271-23530): SSL4EO-L weights say so
     npy = str(ASSETS / "landsat8_7band.npy")
-    _, note, _, _ = setup_form.on_fit(npy, "timm/resnet18", True, "ssl4eo_l_oli_sr_moco")
+    _, note, _ = image_input.on_fit(npy, "timm/resnet18", True, "ssl4eo_l_oli_sr_moco")
     assert "⚠ Values: the bands fed reach" in note and "8-bit" in note
     # the Sentinel-2 example is in the S12 weights' range: no value warning
-    _, note, _, _ = setup_form.on_fit(TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    _, note, _ = image_input.on_fit(TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco")
     assert "Values:" not in note
     # the same scene as 0-1 floats: warned
     import tifffile
@@ -179,7 +178,7 @@ def test_values_outside_the_weights_range_are_warned(tmp_path):
     scene = tifffile.imread(TIF).astype(np.float32) / 10000
     floats = tmp_path / "floats.npy"
     np.save(floats, scene)
-    _, note, _, _ = setup_form.on_fit(str(floats), "timm/resnet18", True, "ssl4eo_s12_all_moco")
+    _, note, _ = image_input.on_fit(str(floats), "timm/resnet18", True, "ssl4eo_s12_all_moco")
     assert "Values:" in note and "reflectance x 10000" in note
 
 
@@ -194,15 +193,16 @@ def test_run_on_weights_without_a_classifier_shows_feature_maps(tmp_path, monkey
     args = (TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco", 13, [], None, ["4"], 5, "auto",
             "cpu", "fp32")  # fmt: skip
     out = explore.on_run(*args)
-    status, chart, note, level, *_rest, downloads, last = out
-    assert status == "" and chart is None and note.startswith(explore.NO_CLASSIFIER)
+    status, answer, _next, chart, note, level, *_rest, downloads, last = out
+    assert status == "" and chart is None and answer.startswith(explore.NO_CLASSIFIER)
     assert "native 13-band weights" in note
     assert level["value"] == 4 and [p.rsplit("/", 1)[-1] for p in downloads] == [
         "feature_maps.npz"]  # fmt: skip
     # with a new head asked for, it predicts (random classes, said so)
     args = (*args[:6], "3", *args[7:])
-    _, chart, note, *_ = explore.on_run(*args)
+    _, answer, _next, chart, note, *_ = explore.on_run(*args)
     assert chart is not None and "The classifier head is new" in note
+    assert "untrained" in answer
 
 
 @pytest.mark.slow

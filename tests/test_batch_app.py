@@ -52,16 +52,16 @@ def test_batch_and_compare_tabs_in_a_browser(server, tmp_path):
         page.set_default_timeout(180_000)
         page.goto(server.url)
         page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
-        page.locator("#mk-tab-batch-button, button[role='tab']:has-text('Batch')").first.click()
+        page.get_by_role("tab", name="Run a whole folder").click()
         page.locator("#mk-batch-zip input[type='file']").set_input_files(str(archive))
         page.locator("#mk-batch-run").click()
         page.locator("#mk-batch-map .js-plotly-plot").wait_for()
-        page.get_by_text("9 images").wait_for()
+        page.locator("#mk-batch-answer", has_text="of 9 images").wait_for()
         assert page.locator("#mk-batch-table").get_by_text("cats/c0.png").count() >= 1
         page.screenshot(path=str(artifacts / "batch-tab.png"), full_page=True)
-        page.locator("button[role='tab']:has-text('Compare')").first.click()
+        page.get_by_role("tab", name="Compare models").click()
         page.locator("#mk-compare-run").click()
         page.locator("#mk-compare-maps .js-plotly-plot").wait_for()
-        assert page.locator("#mk-compare-table").get_by_text("random weights").count() >= 1
+        assert page.locator("#mk-compare-table").get_by_text("efficientnet_lite1").count() >= 1
         page.screenshot(path=str(artifacts / "compare-tab.png"), full_page=True)
         browser.close()

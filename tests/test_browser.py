@@ -18,10 +18,18 @@ def page(tmp_path_factory):
         yield page
 
 
+def open_settings(page) -> None:
+    """Open the Model settings panel (closed on a fresh page) and its registry search."""
+    if not page.locator("#mk-in-chans").is_visible():
+        page.get_by_text("Model settings", exact=True).click()
+    if not page.locator("#mk-search").is_visible():
+        page.get_by_text("Find a model in the registry").click()
+
+
 def test_start_page_is_ready(page):
-    page.locator("h3", has_text="efficientnet_lite0").wait_for()  # the default model's card
+    page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()  # the default
     page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
-    page.get_by_text("ImageNet top-1").wait_for()
+    assert not page.locator("#mk-in-chans").is_visible()  # the settings wait, closed
     # the first click gives a real prediction, offline
     page.locator("#mk-run").click()
     page.locator("#mk-chart .js-plotly-plot").wait_for()
@@ -33,6 +41,7 @@ def test_start_page_is_ready(page):
 def test_search_pick_upload_run_and_error(page):
     # search with a plain word: the results table narrows to the Lite models (3 native ones,
     # 15 of timm's 1.0.31 whose names hold "lite")
+    open_settings(page)
     search = page.locator("#mk-search textarea, #mk-search input").first
     search.fill("lite")
     search.press("Enter")
@@ -44,30 +53,30 @@ def test_search_pick_upload_run_and_error(page):
     page.get_by_role("option", name="efficientnet_lite1", exact=True).click()
     page.locator("h3", has_text="efficientnet_lite1").wait_for()  # its model card
 
-    # upload the 13-band Sentinel-2 TIFF: in_chans follows the image
+    # upload the 13-band Sentinel-2 TIFF: the model's input follows the image (13 channels)
     upload(page, ASSETS / "sentinel2_13band.tif", "13 channels × 256 × 256")
-    in_chans = page.locator("#mk-in-chans input")
-    page.wait_for_function("() => document.querySelector('#mk-in-chans input').value === '13'")
-    in_chans.fill("13")
-    in_chans.press("Enter")
+    in_chans = page.locator("#mk-in-chans textarea, #mk-in-chans input").first
+    assert in_chans.input_value() == ""  # empty: it follows the image
     shot(page, "02-sentinel-uploaded")
 
     page.locator("#mk-run").click()
     page.locator("#mk-chart .js-plotly-plot").wait_for()
     bars = page.locator("#mk-chart .js-plotly-plot .bars .point")
     assert bars.count() == 5
+    # an ImageNet model on 13 bands: its labels come with a caution and the next step
+    page.locator("#mk-answer", has_text="knows everyday photos").wait_for()
+    assert page.locator("#mk-next-teach").is_visible()
     shot(page, "03-predictions")
 
-    page.get_by_role("tab", name="Feature maps").click()
+    page.get_by_text("Details: what was adapted").click()
+    page.get_by_role("tab", name="What its layers see").click()
     page.locator("#mk-grid .js-plotly-plot").wait_for()
     assert page.locator("#mk-grid .js-plotly-plot .heatmaplayer image, #mk-grid .hm").count() >= 1
     page.get_by_text("Level 0").first.wait_for()
     shot(page, "04-feature-maps")
 
-    # a mistake: 3 input channels for a 13-band image -> a short message, no traceback
+    # a mistake: 3 input channels for a 13-band image -> a short message in the page's words
     in_chans.fill("3")
-    in_chans.press("Enter")
-    page.wait_for_function("() => document.querySelector('#mk-in-chans input').value === '3'")
     in_chans.press("Tab")  # leave the field: its value reaches the app before the click
     error = page.locator("#mk-status .mk-error")
     page.locator("#mk-run").click()
@@ -80,18 +89,21 @@ def test_search_pick_upload_run_and_error(page):
         page.locator("#mk-run").click()
         error.wait_for()
     text = error.inner_text()
-    assert "in_chans" in text and "Traceback" not in page.content()
+    assert "input channels (in_chans) to 13" in text and "Traceback" not in page.content()
+    assert "in_chans=" not in text
+    assert page.locator("#mk-answer").inner_text().strip() == ""  # no old answer beside it
     shot(page, "05-error")
 
-    # the page still works: back to 13 channels and run again
-    in_chans.fill("13")
-    in_chans.press("Enter")
+    # the page still works: empty again (follow the image) and run again
+    in_chans.fill("")
+    in_chans.press("Tab")
     page.locator("#mk-run").click()
     page.wait_for_function("() => !document.querySelector('#mk-status .mk-error')")
 
 
 def test_timm_models_in_search_and_card(page):
     # timm's zoo sits beside torchvision's: find a timm model by words, open its card
+    open_settings(page)
     search = page.locator("#mk-search textarea, #mk-search input").first
     search.fill("convnext tiny")
     search.press("Enter")

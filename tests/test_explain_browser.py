@@ -21,10 +21,11 @@ MAP = "#mk-explain-map .js-plotly-plot"
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     with app_page(tmp_path_factory.mktemp("explain-browser"), timeout_ms=180_000) as (_, page):
-        page.locator("h3", has_text="efficientnet_lite0").wait_for()
+        page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         upload(page, ASSETS / "sentinel2_13band.tif", "13 channels × 256 × 256")
-        page.wait_for_function("() => document.querySelector('#mk-in-chans input').value === '13'")
-        page.get_by_role("tab", name="Explain").click()
+        page.get_by_role("tab", name="Why this answer?").click()
+        page.get_by_text("More choices").click()  # target, baseline, band names, steps
+        page.get_by_text("Details", exact=True).click()  # the notes
         yield page
 
 
@@ -135,7 +136,7 @@ def test_mistakes_are_answered_in_words(page):
     pick(page, "mk-explain-preset", "names from the file")
     page.locator("#mk-explain-use-head input").check()  # no head taught yet
     page.locator("#mk-explain").click()
-    page.locator("#mk-status .mk-error", has_text="No head yet").wait_for()
+    page.locator("#mk-status .mk-error", has_text="No taught head yet").wait_for()
     assert "Traceback" not in page.content()
     page.locator("#mk-explain-use-head input").uncheck()
     page.locator("#mk-explain").click()  # the page still works: the error line goes

@@ -31,13 +31,13 @@ def test_batch_uses_the_head_teach_made_on_gray_examples(tmp_path, monkeypatch):
     assert isinstance(head, TrainedHead) and head.settings.in_chans == 1  # gray examples
     assert head.classes == ["brick", "grass", "gravel"]
 
-    out = batch_page.on_batch(str(archive), True, head, *_form())
+    out = batch_page.on_batch(str(archive), "taught", head, *_form())
     assert isinstance(out, tuple), out.get(guard.status())  # no error on the status line
     note, rows = out[1], out[2]
-    assert "taught head" in note and "12 embedded, 0 could not be used" in note
+    assert note.startswith("Labelled **12 of 12 images** with the taught classes (brick, grass")
     assert len(rows) == 12 and all(not row[4] for row in rows)  # no error rows
     right = np.mean([row[2] == row[0].split("/")[1] for row in rows])  # folder = its class
     assert right >= 0.75  # the examples it was taught on: the head knows them
     # without a head there is nothing taught to use, and the page says so in words
-    refused = batch_page.on_batch(str(archive), True, None, *_form())
+    refused = batch_page.on_batch(str(archive), "taught", None, *_form())
     assert "No taught head yet" in refused[guard.status()]

@@ -98,8 +98,10 @@ def test_explore_run_shows_the_download_then_the_result(app, hub):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         page.goto(app.url)
-        page.locator("h3", has_text="efficientnet_lite0").wait_for()
+        page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
+        page.get_by_text("Model settings", exact=True).click()  # the card and the search
+        page.get_by_text("Find a model in the registry").click()
         search = page.locator("#mk-search textarea, #mk-search input").first
         search.fill("resnet18")
         search.press("Enter")
@@ -110,6 +112,7 @@ def test_explore_run_shows_the_download_then_the_result(app, hub):
         page.locator("h3", has_text="timm/resnet18").wait_for()  # its card; default tag a1_in1k
         page.get_by_text("a1_in1k").first.wait_for()
         assert page.get_by_text("not here: downloaded on first use").count() == 1  # the card
+        page.locator("#mk-model-line", has_text="weights downloaded on first use").wait_for()
         page.locator("#mk-run").click()
         # while the bytes come, the page says which file and how far
         progress = page.get_by_text(DOWNLOADING).first
@@ -130,6 +133,7 @@ def test_explore_run_shows_the_download_then_the_result(app, hub):
         card_line = page.locator("p", has_text="Pretrained tags")  # "... · Weights <where>"
         card_line.filter(has_text="on this machine").first.wait_for()
         assert page.get_by_text("not here: downloaded on first use").count() == 0
+        page.locator("#mk-model-line", has_text="weights on this machine").wait_for()
         page.screenshot(path=str(ARTIFACTS / "hub-download-done.png"), full_page=True)
         browser.close()
     assert hub.repos["timm/resnet18.a1_in1k"].files[FILE].gets == 1

@@ -34,8 +34,9 @@ def files(tmp_path_factory):
 def page(files):
     env = {"HF_HUB_CACHE": str(files / "hub")}
     with app_page(files, env=env, timeout_ms=180_000) as (_, page):
-        page.locator("h3", has_text="efficientnet_lite0").wait_for()
+        page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         page.get_by_text("3 channels × 300 × 451").wait_for()  # the example photo is loaded
+        page.get_by_text("Model settings", exact=True).click()  # the picker and the note
         yield page
 
 
@@ -45,7 +46,8 @@ def chips(page) -> list[str]:
 
 def wait_value(page, elem_id: str, value: str) -> None:
     page.wait_for_function(
-        "([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[elem_id, value]
+        "([id, v]) => document.querySelector(`#${id} input, #${id} textarea`).value === v",
+        arg=[elem_id, value],
     )
 
 
@@ -67,7 +69,7 @@ def test_file_first_then_the_suggested_weights(page, files):
     text = note(page, "Bands matched by name", "native 13-band weights, no adaptation")
     assert "→ channels 4, 0, 1, 2, 5, 6, 7, 3, 8, 9, 10, 11, 12" in text
     assert "Left out: channel 13 SCL" in text
-    wait_value(page, "mk-in-chans", "13")
+    wait_value(page, "mk-in-chans", "")  # empty: the model's input follows the 13 picked
     order = [4, 0, 1, 2, 5, 6, 7, 3, 8, 9, 10, 11, 12]
     assert chips(page) == [f"{i}: {SHUFFLED[i]}" for i in order]  # "4: B01", "0: B02", ...
     shot(page, "sensor-01-matched")
@@ -78,6 +80,7 @@ def test_file_first_then_the_suggested_weights(page, files):
     classes.fill("2")
     classes.press("Tab")
     page.locator("#mk-run").click()
+    page.get_by_text("Details: what was adapted").click()  # what was adapted waits there
     adapted = page.locator("ul", has_text="native 13-band weights (B1, B2")
     adapted.wait_for()
     lines = adapted.locator("li").all_text_contents()
@@ -93,7 +96,7 @@ def test_file_first_then_the_suggested_weights(page, files):
     # the user's own pick afterwards: B01 goes; the note says what that does, nothing refills it
     page.locator("#mk-channels .token", has_text="4: B01").locator(".token-remove").click()
     note(page, "Your channel pick has 12 channels", "first layer will be adapted")
-    wait_value(page, "mk-in-chans", "12")
+    wait_value(page, "mk-in-chans", "")
     page.wait_for_timeout(1500)  # time for any refill to arrive (none may)
     assert len(chips(page)) == 12 and chips(page)[0] == "0: B02"
 
@@ -103,19 +106,20 @@ def test_weights_first_then_files(page, files):
     upload(page, ASSETS / "sentinel2_13band.tif", "13 channels × 256 × 256")
     note(page, "→ channels 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12; native 13-band weights")
     assert chips(page) == [f"{i}: {b}" for i, b in enumerate(SENTINEL2_L1C)]
-    wait_value(page, "mk-in-chans", "13")
     # two bands missing: named, and the picker is left as the upload set it (all, in order)
     upload(page, files / "no_swir.tif", "11 channels × 256 × 256")
     note(page, "missing B11, B12", "left as it is")
     assert chips(page) == []
     shot(page, "sensor-03-missing")
-    # no names, but the Landsat SR weights' 7 bands: the order is assumed, and said
+    # no names, but 7 bands: the page takes them as Landsat OLI's (and says so), so the
+    # Landsat SR weights match them by name
     upload(page, ASSETS / "landsat8_7band.npy", "7 channels")
-    note(page, "does not name its bands and has 7 channels")
+    page.locator("#mk-image-info", has_text="they are taken to be Landsat").wait_for()
+    note(page, "do not match", "missing B8, B8A")  # the Sentinel-2 weights still chosen
     tag = page.locator("#mk-tag input").first
     tag.click()
     page.get_by_role("option", name="ssl4eo_l_oli_sr_moco", exact=True).click()
-    note(page, "assumed to be B1, B2, B3, B4, B5, B6, B7")
+    note(page, "Bands matched by name: B1, B2, B3, B4, B5, B6, B7", "native 7-band weights")
     page.get_by_text("Bands 7, in this order").wait_for()  # the card of the chosen tag
     shot(page, "sensor-04-assumed")
     # no weights wanted: no note

@@ -28,8 +28,8 @@ def server(tmp_path_factory):
 
 def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
     with browser_page(server.url, timeout_ms=240_000) as page:
-        page.locator("h3", has_text="efficientnet_lite0").wait_for()
-        page.get_by_role("tab", name="Teach").click()
+        page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
+        page.get_by_role("tab", name="Teach it my classes").click()
         page.locator("#mk-teach-zip input[type=file]").set_input_files(
             str(server.tmp / "textures.zip")
         )
@@ -39,9 +39,14 @@ def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
         )
         assert "brick 5" in counts.inner_text() and "grass 5" in counts.inner_text()
         page.locator("#mk-teach-train").click()
+        page.locator("#mk-teach-answer", has_text="of every 100").wait_for()
+        assert "guessing would get 33" in page.locator("#mk-teach-answer").inner_text()
+        page.get_by_text("Details: the numbers").click()  # the statistics wait there
         page.locator("#mk-teach-confusion .js-plotly-plot").wait_for()
         summary = page.locator("#mk-teach-summary").inner_text()
         assert "Out-of-fold accuracy" in summary and "chance 33.3%" in summary
+        keep = page.locator("#mk-teach-keep").inner_text()  # the head and its code, in sight
+        assert "3classes\n.safetensors" in keep and "3classes-predict\n.py" in keep
         ticks = page.locator("#mk-teach-confusion .xtick text").all_text_contents()
         assert {"brick", "grass", "gravel"} <= set(ticks)
         shot(page, "teach-01-trained")

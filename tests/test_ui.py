@@ -221,7 +221,7 @@ def test_exports_round_trip(tmp_path):
 
 
 def test_a_tag_typed_into_the_model_name_is_used_once():
-    from modelkit.app import setup_form
+    from modelkit.app import image_input, setup_form
 
     setup = RunSettings.from_form({"model": "timm/resnet18.ssl4eo_s12_all_moco",
                                    "tag": "a1_in1k"})  # fmt: skip
@@ -229,6 +229,6 @@ def test_a_tag_typed_into_the_model_name_is_used_once():
     assert setup.name == "timm/resnet18.ssl4eo_s12_all_moco"
     plain = RunSettings.from_form({"model": "timm/resnet18", "tag": "a1_in1k"})
     assert plain.name == "timm/resnet18.a1_in1k"
-    _, card, tag, _, _ = setup_form.on_model("timm/resnet18.ssl4eo_s12_all_moco")
+    _, card, _, tag, _, _ = setup_form.on_model("timm/resnet18.ssl4eo_s12_all_moco")
     assert tag["value"] == "ssl4eo_s12_all_moco" and "B12" in card  # the sensor tag's card
-    assert setup_form._sensor("timm/resnet18.ssl4eo_s12_all_moco", True, "a1_in1k") is not None
+    assert image_input._sensor("timm/resnet18.ssl4eo_s12_all_moco", True, "a1_in1k") is not None

@@ -161,9 +161,15 @@ def table_rows(summary: dict) -> list[list]:
 
 
 def agreement_text(summary: dict) -> str:
-    a = summary["agreement"]
-    verdict = "All models agree on the top-1 label." if a["all_top1_agree"] else (
-        f"Top-1 labels agree in {a['top1_pairs_agreeing']} pairs of models.")  # fmt: skip
+    """One sentence on whether the models agree, then the details."""
+    a, models = summary["agreement"], summary["models"]
+    tops = [(m["title"], m["predictions"][0]["label"]) for m in models]
+    if a["all_top1_agree"]:
+        verdict = f"All {len(models)} models agree: **{tops[0][1]}**."
+    else:
+        verdict = "The models disagree: " + "; ".join(f"{t} says **{lab}**" for t, lab in tops)
+        verdict += "."
     shared = ", ".join(summary["shared_labels"]) or "none"
-    return (f"**{verdict}** Mean overlap of the top-k lists: {a['mean_topk_overlap']:.0%}. "
-            f"Labels in more than one top-k: {shared}.")  # fmt: skip
+    return (f"{verdict}\n\nTop-1 agreement in {a['top1_pairs_agreeing']} pairs; mean overlap of "
+            f"the top-k lists {a['mean_topk_overlap']:.0%}; labels in more than one top-k: "
+            f"{shared}.")  # fmt: skip

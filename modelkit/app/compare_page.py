@@ -1,26 +1,28 @@
-"""The Compare tab: 2 to 4 models (or setups of one model) on the current image, side by side;
+"""The task "Compare models": 2 to 4 models (or setups of one model) on the image of the first
+task, side by side: one sentence on whether they agree, a table, their top-k and feature maps;
 and the /compare endpoint (the same comparison as JSON)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from modelkit.app import batch_figures, compare, runs
+from modelkit.app import batch_figures, compare, image_input, runs
 from modelkit.app.api import endpoint
 from modelkit.app.gpu import MAX_SECONDS, on_gpu
-from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.guard import MODEL_WORK, api_guarded, clearing, guarded, status
 from modelkit.app.runs import FormRun
 from modelkit.app.setup_form import SetupForm
 from modelkit.models.registry import list_models
 from modelkit.runtime.settings import RunSettings
 
 HEADERS = ["model", "top-1", "parameters (M)", "forward ms", "total ms"]
-DEFAULT = ["efficientnet_lite0", "efficientnet_lite0 pretrained=no"]
+DEFAULT = ["efficientnet_lite0", "efficientnet_lite1"]  # both work offline
 
 
 def _run(file, entries, form_values):
     image = runs.load_image(file)
     base = FormRun.read(form_values)
+    base = FormRun(base.settings.follow(image), base.top_k)  # the models take the image's bands
     return compare.compare(compare.parse_entries(entries, base), image, base)
 
 
@@ -53,22 +55,23 @@ def api_compare(file, models, pretrained, top_k, scaling, channels):
 
 
 def build(setup_form: SetupForm) -> None:
-    gr.Markdown("Run 2 to 4 models on the image above, with the setup above. Write a setup of "
-                "one model as `name key=value`, e.g. `efficientnet_lite0 pretrained=no` or "
-                "`resnet18 in_chans=4` (keys: pretrained, tag, in_chans, num_classes, channels, "
-                "scaling).")  # fmt: skip
-    with gr.Row():
-        entries = gr.Dropdown(list_models(), value=DEFAULT, multiselect=True, max_choices=4,
-                              allow_custom_value=True, label="Models or setups", scale=4,
-                              elem_id="mk-compare-models")  # fmt: skip
-        run = gr.Button("Compare", variant="primary", elem_id="mk-compare-run", scale=1)
-    verdict = gr.Markdown()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            image_input.mirror(setup_form.upload)
+        with gr.Column(scale=6):
+            entries = gr.Dropdown(list_models(), value=DEFAULT, multiselect=True, max_choices=4,
+                                  allow_custom_value=True, label="2 to 4 models",
+                                  info="type to search; a setup of one model: name key=value, "
+                                  "e.g. efficientnet_lite0 pretrained=no",
+                                  elem_id="mk-compare-models")  # fmt: skip
+            run = gr.Button("Compare them", variant="primary", elem_id="mk-compare-run")
+            verdict = gr.Markdown(elem_id="mk-compare-answer")
     rows = gr.Dataframe(headers=HEADERS, interactive=False, elem_id="mk-compare-table")
     bars = gr.Plot(show_label=False, elem_id="mk-compare-topk")
     maps = gr.Plot(show_label=False, elem_id="mk-compare-maps")
-    run.click(on_compare, [setup_form.upload, entries, *setup_form.inputs],
-              [status(), verdict, rows, bars, maps], concurrency_id=MODEL_WORK,
-              api_visibility="private")  # fmt: skip
+    outputs = [status(), verdict, rows, bars, maps]
+    run.click(clearing(on_compare, outputs[1:]), [setup_form.upload, entries, *setup_form.inputs],
+              outputs, concurrency_id=MODEL_WORK, api_visibility="private")  # fmt: skip
     # /compare: image, models ("a; b pretrained=no"), pretrained, top_k, scaling, channels
     with gr.Group(visible=False):
         api_inputs = [

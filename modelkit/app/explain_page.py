@@ -1,15 +1,16 @@
-"""The Explain tab: which bands and which regions drive the model's answer for the current image
-and setup; and the named endpoint /explain."""
+"""The task "Why this answer?": which bands and which regions drive the answer for the image of
+the first task, said in one sentence, shown as bars and a map; for the model's classes or the
+ones taught. And the named endpoint /explain."""
 
 from __future__ import annotations
 
 import gradio as gr
 import numpy as np
 
-from modelkit.app import runs
+from modelkit.app import image_input, runs, words
 from modelkit.app.explain_figures import band_figure, map_figure, shrink
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
-from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.guard import MODEL_WORK, api_guarded, clearing, guarded, status
 from modelkit.app.runs import FormRun, head_in_use
 from modelkit.app.setup_form import SetupForm
 from modelkit.errors import ConfigError
@@ -123,7 +124,7 @@ def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
     *form_values, method, target, baseline, steps, preset, opacity, use_head, head = values
     progress(0.05, desc="Reading the image")
     image = runs.load_image(file)
-    settings = FormRun.read(form_values).settings
+    settings = FormRun.read(form_values).settings.follow(image)
     head = head_in_use(head) if use_head else None
     progress(0.15, desc=runs.model_step(head.settings if head else settings))
     choices = _targets(settings, image, head)
@@ -139,12 +140,14 @@ def on_explain(file, *values, progress=gr.Progress()):  # noqa: B008
         name = TITLES.get(method, method)
         shown = {"rgb": back, "heat": heat, "step": step, "title": f"{name}: {out.target_label}"}
     notes = "\n".join(f"- {n}" for n in out.notes)
+    labels = _labels(out, preset)
     return (
         "",
+        words.explain_sentence(method, out.target_label, out.band_importance, labels),
         gr.update(choices=choices, value=target),
         band_figure(
             out.band_importance,
-            _labels(out, preset),
+            labels,
             title=title,
             axis=AXES.get(method, AXES["bands"]),
         ),
@@ -169,41 +172,50 @@ def on_opacity(opacity, shown):
     return "", _map(shown, opacity)
 
 
-def build(form: SetupForm, head: gr.State) -> None:
-    """The Explain tab's controls and results, wired to the shared setup form and to the page's
-    taught head (``head``)."""
-    gr.Markdown("Which bands and which regions drive the answer, for the image and setup above.")
-    use_head = gr.Checkbox(label="Explain the taught classes (the head in use on the Teach tab)",
-                           elem_id="mk-explain-use-head")  # fmt: skip
-    with gr.Row():
-        method = gr.Dropdown(METHODS, value="bands", label="Method", elem_id="mk-explain-method")
-        target = gr.Dropdown([], label="Target class (empty: the top class)",
-                             elem_id="mk-explain-target")  # fmt: skip
-        baseline = gr.Dropdown([(f"{k}: {v}", k) for k, v in BASELINES.items()], value="mean",
-                               label="Baseline (what replaces a band)",
-                               elem_id="mk-explain-baseline")  # fmt: skip
-    with gr.Row():
-        steps = gr.Slider(8, 256, value=32, step=8, label="Steps (integrated gradients)",
-                          info="more steps: a smaller completeness error, more time",
-                          elem_id="mk-explain-steps")  # fmt: skip
-        preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names",
-                             elem_id="mk-explain-preset")  # fmt: skip
-        opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity",
-                            elem_id="mk-explain-opacity")  # fmt: skip
-    button = gr.Button("Explain", variant="primary", elem_id="mk-explain")
+def build(form: SetupForm, head: gr.State, taught: list) -> None:
+    """The task's page, wired to the model settings, the first task's image and the page's
+    taught head (``taught``: the events that set it; then its classes are explained)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            image_input.mirror(form.upload)
+        with gr.Column(scale=6):
+            method = gr.Dropdown(METHODS, value="bands", label="What to look at",
+                                 elem_id="mk-explain-method")  # fmt: skip
+            use_head = gr.Checkbox(label="For the classes I taught", elem_id="mk-explain-use-head")
+            button = gr.Button("Why this answer?", variant="primary", elem_id="mk-explain")
+            answer = gr.Markdown(elem_id="mk-explain-answer")
     with gr.Row():
         bands = gr.Plot(show_label=False, elem_id="mk-explain-bands")
         heat = gr.Plot(show_label=False, elem_id="mk-explain-map")
-    notes = gr.Markdown(elem_id="mk-explain-notes")
+    with gr.Accordion("More choices", open=False):
+        with gr.Row():
+            target = gr.Dropdown([], label="Which answer (empty: the top one)",
+                                 elem_id="mk-explain-target")  # fmt: skip
+            baseline = gr.Dropdown([(f"{k}: {v}", k) for k, v in BASELINES.items()],
+                                   value="mean", label="What replaces a band",
+                                   elem_id="mk-explain-baseline")  # fmt: skip
+            preset = gr.Dropdown([FROM_FILE, *BAND_SETS], value=FROM_FILE, label="Band names",
+                                 elem_id="mk-explain-preset")  # fmt: skip
+        with gr.Row():
+            steps = gr.Slider(8, 256, value=32, step=8, label="Steps (integrated gradients)",
+                              info="more steps: a smaller completeness error, more time",
+                              elem_id="mk-explain-steps")  # fmt: skip
+            opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Map opacity",
+                                elem_id="mk-explain-opacity")  # fmt: skip
+    with gr.Accordion("Details", open=False):
+        notes = gr.Markdown(elem_id="mk-explain-notes")
     shown = gr.State(None)  # the last map, shrunk (a few hundred pixels a side)
     inputs = [form.upload, *form.inputs, method, target, baseline, steps, preset, opacity,
               use_head, head]  # fmt: skip
-    outputs = [status(), target, bands, heat, notes, shown]
-    explained = button.click(on_explain, inputs, outputs, concurrency_id=MODEL_WORK,
+    outputs = [status(), answer, target, bands, heat, notes, shown]
+    explained = button.click(clearing(on_explain, [answer, bands, heat, notes, shown]), inputs,
+                             outputs, concurrency_id=MODEL_WORK,
                              api_visibility="private")  # fmt: skip
     form.refresh_card(explained)
     opacity.input(on_opacity, [opacity, shown], [status(), heat], api_visibility="private",
                   trigger_mode="always_last", show_progress="hidden")  # fmt: skip
+    for event in taught:  # classes were just taught: explain those
+        event.success(lambda: True, None, use_head, api_visibility="private")
 
 
 @api_guarded

@@ -9,6 +9,7 @@ Public API::
                            # "non-commercial" / "custom: read its terms"), too_large ("" or why)
     search_rows(models) -> list[list]                  # the same as table rows (SEARCH_HEADERS)
     model_card(info) -> str                            # markdown from factory.model_info
+    model_line(info) -> str                            # one line beside the model box
     image_summary(image) -> str                        # markdown: format, shape, dtype, notes
     prediction_note(result_head_is_random, num_classes, adaptations) -> str
     level_summary(level: dict, shape) -> str
@@ -151,6 +152,27 @@ def model_card(info: dict) -> str:
         for lvl in info["feature_levels"]
     ]
     return "\n".join(lines)
+
+
+def model_line(info: dict) -> str:
+    """One line about a model for the model box: size, accuracy, where its weights are."""
+    parts = []
+    if info.get("params"):
+        parts.append(f"{info['params'] / 1e6:.1f} M parameters")
+    if info.get("acc@1") is not None:
+        parts.append(f"{info['acc@1']:.1f} % right on ImageNet's photos")
+    if info.get("tags") and info.get("num_classes") == 0:
+        parts.append("a feature extractor (no classes: teach it yours)")
+    weights = (
+        "weights on this machine"
+        if info["weights_on_disk"]
+        else ("weights downloaded on first use" if info["tags"] else "no pretrained weights")
+    )
+    parts.append(weights)
+    line = f"**{info['name']}** · " + " · ".join(parts)
+    if info.get("too_large"):
+        line += f"\n\n**⚠ Too large for this server.** {info['too_large']}"
+    return line
 
 
 def _crop(info: dict) -> str:

@@ -1,6 +1,8 @@
 """The one error guard of the page and of the API: a mistake a user can make (a ModelkitError)
-becomes a plain message; anything else is logged and answered with a short apology. No handler
-ever shows a traceback."""
+becomes a plain message (on the page in the page's own words, ``words.page_error``; through the
+API the library's exact words); anything else is logged and answered with a short apology. No
+handler ever shows a traceback. ``clearing`` empties a handler's outputs when it fails, so that
+no result of an earlier input stays on screen beside the error."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import logging
 
 import gradio as gr
 
+from modelkit.app.words import page_error
 from modelkit.errors import ModelkitError
 
 log = logging.getLogger("modelkit.app")
@@ -47,14 +50,30 @@ def guarded(fn):
         try:
             return fn(*args, **kwargs)
         except ModelkitError as exc:
-            gr.Warning(str(exc))
-            return {status(): problem(str(exc))}
+            message = page_error(exc)
+            gr.Warning(message)
+            return {status(): problem(message)}
         except Exception:
             log.exception("internal error in %s", fn.__name__)
             gr.Warning(INTERNAL)
             return {status(): problem(INTERNAL)}
 
     return wrapper
+
+
+def clearing(fn, outputs):
+    """``fn`` (a guarded handler) whose failure also empties every output in ``outputs`` (the
+    status line keeps the error): after a failed run or upload, nothing old is left showing."""
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, dict) and out.get(status()):
+            values = [c for c in outputs if isinstance(c, gr.components.Component)]
+            return {**{c: None for c in values if c is not status()}, **out}
+        return out
+
+    return handler
 
 
 def api_guarded(fn):

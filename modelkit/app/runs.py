@@ -3,6 +3,7 @@ top-k and levels), the model of a run, prediction rows. No gradio here."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Sequence
@@ -13,14 +14,22 @@ from modelkit.app import exports
 from modelkit.errors import ConfigError, ImageReadError
 from modelkit.images.limits import ImageArray
 from modelkit.images.read import read_image
+from modelkit.models.sensors import name_bands
 from modelkit.runtime.settings import RunSettings, parse_indices
 
 EXPORTS = exports.ExportDir()
 
 
+PHOTO_BANDS = {3: ["red", "green", "blue"], 4: ["red", "green", "blue", "alpha"]}
+
+
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: str, mtime_ns: int, size: int) -> ImageArray:
-    return read_image(Path(path).read_bytes(), Path(path).name)
+    image = read_image(Path(path).read_bytes(), Path(path).name)
+    if image.format in ("png", "jpeg", "webp", "bmp", "gif") and not image.band_names:
+        names = PHOTO_BANDS.get(image.num_channels)  # a photo's channels, by their colours
+        return dataclasses.replace(image, band_names=names) if names else image
+    return name_bands(image)  # a recognised sensor's band names where the file names none
 
 
 def load_image(file: str | None) -> ImageArray:

@@ -1,8 +1,10 @@
-"""The Teach tab: examples per class (a ZIP with one folder per class, or uploads under a class
-name), thumbnails, train with a progress bar, then out-of-fold accuracy beside chance, recall and
-precision per class, the confusion matrix, the examples it got wrong and the warnings; predict
-with the taught classes; export the head file and a snippet; use an earlier head file again.
-Endpoints: /teach (ZIP in; metrics JSON and the head file out), /predict_with_head."""
+"""The task "Teach it my classes": examples per class (a ZIP with one folder per class, the
+example ZIP, or uploads under a class name), one button, then the answer in one sentence (right
+on so many of every 100 examples it had not seen, beside guessing) with its warnings, the head
+file and its code to keep; under "Details" the numbers (accuracy per class, the confusion
+matrix, the examples it got wrong, the statistics); then try it on an image. The taught head is
+the page's one head (Batch and "Why this answer?" use it). Endpoints: /teach (ZIP in; metrics
+JSON and the head file out), /predict_with_head."""
 
 from __future__ import annotations
 
@@ -11,23 +13,24 @@ from pathlib import Path
 
 import gradio as gr
 
-from modelkit.app import figures, runs, teach_figures, teach_state
+from modelkit.app import figures, runs, teach_figures, teach_state, words
 from modelkit.app.api import endpoint
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
-from modelkit.app.guard import MODEL_WORK, api_guarded, guarded, status
+from modelkit.app.guard import MODEL_WORK, api_guarded, clearing, guarded, status
 from modelkit.app.runs import FormRun, head_in_use
-from modelkit.app.setup_form import FILE_TYPES, SetupForm
+from modelkit.app.setup_form import ASSETS, FILE_TYPES, SetupForm
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS
 from modelkit.runtime.settings import RunSettings
 from modelkit.teach.head import TrainedHead, as_head
 from modelkit.teach.snippet import head_snippet
 
-INTRO = """Teach the model **your** classes: give a few labelled examples per class (any channel
-count). The frozen model turns each image into its pooled features, and a logistic-regression
-head learns your classes on them. The accuracy shown is cross-validated: every example is scored
-by a head that never saw it. Model, weights, tag, scaling and device come from the form above;
-the channels follow your examples unless you pick channels there."""
+INTRO = """Give a few examples of each of **your** classes (any number of bands): the model
+learns them in seconds. Its score is honest: every example is judged by a version that never saw
+it."""
+EXAMPLE_ZIP = ASSETS / "teach_textures.zip"
+SHOWN_WRONG = 24
+RESULTS = 6  # answer, files, numbers, table, confusion, wrong: on_train's outputs
 
 
 def _file_name(head: TrainedHead) -> str:
@@ -38,7 +41,11 @@ def _file_name(head: TrainedHead) -> str:
 def _teach(examples, settings: RunSettings, augment: str, progress=None) -> TrainedHead:
     from modelkit.teach.train import train_head  # scikit-learn: imported when first teaching
 
-    # the model takes the examples' channel count (the form's in_chans is the last image's)
+    # the model takes the examples' channel count (the form's in_chans is the last image's);
+    # channels picked for another image are used only where the examples have them
+    count = examples.images[0].num_channels
+    if settings.channels and max(settings.channels) >= count:
+        settings = settings.replace(channels=None)
     settings = settings.replace(in_chans=None)
     return train_head(examples.images, examples.labels, settings, augment=augment,
                       image_bytes=examples.image_bytes, names=examples.names,
@@ -47,7 +54,9 @@ def _teach(examples, settings: RunSettings, augment: str, progress=None) -> Trai
 
 def _examples_view(items: list[dict], warnings=()):
     found = teach_state.counts(items)
-    note = ", ".join(f"**{c}** {n}" for c, n in found.items()) or "No examples yet."
+    note = ", ".join(f"**{c}** {n}" for c, n in found.items()) or (
+        "No examples yet: upload a ZIP with one folder per class, or use the example."
+    )
     if warnings:
         note += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
     choices = list(found)
@@ -62,10 +71,11 @@ def _examples_view(items: list[dict], warnings=()):
 
 @guarded
 def on_zip(file):
+    """New examples: their classes, and the results of the old ones cleared."""
     if not file:
         return {status(): ""}
     items, warnings = teach_state.from_zip(file)
-    return _examples_view(items, warnings)
+    return (*_examples_view(items, warnings), *[None] * RESULTS)
 
 
 @guarded
@@ -110,20 +120,29 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
 
     head = _teach(examples, settings, augment, count)
     name = _file_name(head)
-    path = runs.EXPORTS.write(name, head.to_bytes())
+    files = [str(runs.EXPORTS.write(name, head.to_bytes())),
+             str(runs.EXPORTS.write(name.replace(".safetensors", "-predict.py"),
+                                    head_snippet(head.setup, name, "your_image.png")))]  # fmt: skip
     wrong = [
         (teach_state.thumbnail(examples.image_bytes[m["index"]], m["name"]),
          f"{m['true']} ► {m['predicted']} ({m['probability']:.0%})")
-        for m in head.misclassified[:24]
+        for m in head.misclassified[:SHOWN_WRONG]
     ]  # fmt: skip
+    missed = len(head.misclassified)  # all of them, not only those shown
+    shown = f" (showing {SHOWN_WRONG})" if missed > SHOWN_WRONG else ""
     return (
-        "", teach_figures.summary(head), teach_figures.per_class_rows(head),
+        "", _answer(head), files, teach_figures.summary(head),
+        teach_figures.per_class_rows(head),
         teach_figures.confusion_figure(head.confusion, head.classes),
-        gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {len(wrong)}"
-                  + (" (showing 24)" if len(head.misclassified) > 24 else "")), str(path),
-        head_snippet(head.setup, name, "your_image.png"), head,
-        f"Using the head just trained ({name}).",
+        gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {missed}{shown}"),
+        head, f"Using the classes just taught ({', '.join(head.classes)}).",
     )  # fmt: skip
+
+
+def _answer(head: TrainedHead) -> str:
+    """The sentence, and the warnings that matter, in a list under it."""
+    warnings = "".join(f"\n- ⚠ {w}" for w in head.warnings)
+    return words.teach_sentence(head) + ("\n" + warnings if warnings else "")
 
 
 @guarded
@@ -192,61 +211,74 @@ def _api() -> None:
 # --- layout ---------------------------------------------------------------------------------------
 
 
-def build(form: SetupForm, head: gr.State) -> None:
-    """The Teach tab; it fills ``head``, the page's taught head."""
-    gr.Markdown(INTRO)
+def build(form: SetupForm, head: gr.State) -> list:
+    """The task's page; it fills ``head``, the page's taught head. Returns the events that set
+    the head (other tasks start using it then)."""
     with gr.Row(equal_height=False):
-        with gr.Column():
-            zip_file = gr.File(label="Examples as a ZIP (one folder per class)",
-                               file_types=[".zip"], elem_id="mk-teach-zip", height=110)  # fmt: skip
-        with gr.Column():
-            with gr.Row():
-                cls = gr.Textbox(label="Class name", scale=2, elem_id="mk-teach-class")
-                add = gr.Button("Add images to this class", scale=1)
-            files = gr.File(label="Images of this class", file_count="multiple",
-                            file_types=FILE_TYPES, height=110)  # fmt: skip
+        with gr.Column(scale=5):
+            gr.Markdown(INTRO)
+            zip_file = gr.File(label="Examples as a ZIP (one folder per class)", height=90,
+                               file_types=[".zip"], elem_id="mk-teach-zip")  # fmt: skip
+            gr.Examples([[str(EXAMPLE_ZIP)]], inputs=[zip_file],
+                        label="Example: textures (brick, grass, gravel; 8 each)")  # fmt: skip
+            counts = gr.Markdown(elem_id="mk-teach-counts")
+        with gr.Column(scale=6):
+            train = gr.Button("Teach it these classes", variant="primary",
+                              elem_id="mk-teach-train")  # fmt: skip
+            answer = gr.Markdown(elem_id="mk-teach-answer")
+            keep = gr.File(label="Keep it: the taught classes (.safetensors) and Python code",
+                           file_count="multiple", interactive=False,
+                           elem_id="mk-teach-keep")  # fmt: skip
+    gallery = gr.Gallery(label="Examples per class", columns=8, height=180, object_fit="contain")
+    with gr.Accordion("Add images by hand, rename or remove a class", open=False):
+        with gr.Row():
+            cls = gr.Textbox(label="Class name", scale=2, elem_id="mk-teach-class")
+            files = gr.File(label="Images of this class", file_count="multiple", scale=3,
+                            file_types=FILE_TYPES, height=90)  # fmt: skip
+            add = gr.Button("Add them to this class", scale=1)
+        with gr.Row():
+            picked = gr.Dropdown(label="Class", choices=[], scale=2)
+            new_name = gr.Textbox(label="New name", scale=2)
+            rename = gr.Button("Rename", size="sm", scale=1)
+            remove = gr.Button("Remove class", size="sm", scale=1)
+        augment = gr.Radio([("none", "none"), ("flips", "flips"), ("flips and turns", "dihedral")],
+                           value="none", label="Also learn from flipped and turned copies "
+                           "(for overhead and microscope images)")  # fmt: skip
+    with gr.Accordion("Details: the numbers", open=False, elem_id="mk-teach-details"):
+        report = gr.Markdown(elem_id="mk-teach-summary")
+        with gr.Row(equal_height=False):
+            table = gr.Dataframe(headers=teach_figures.PER_CLASS_HEADERS, interactive=False,
+                                 scale=1)  # fmt: skip
+            confusion = gr.Plot(show_label=False, elem_id="mk-teach-confusion", scale=2)
+        wrong = gr.Gallery(label="Examples it got wrong (true ► predicted)", columns=8,
+                           height=200, elem_id="mk-teach-wrong")  # fmt: skip
+    gr.Markdown("### Try it on an image")
     with gr.Row():
-        picked = gr.Dropdown(label="Class", choices=[], scale=2)
-        new_name = gr.Textbox(label="New name", scale=2)
-        rename = gr.Button("Rename", size="sm", scale=1)
-        remove = gr.Button("Remove class", size="sm", scale=1)
-    counts = gr.Markdown(elem_id="mk-teach-counts")
-    gallery = gr.Gallery(label="Examples per class", columns=8, height=220, object_fit="contain")
-    with gr.Row():
-        augment = gr.Radio(list(VIEW_SETS), value="none", label="Views (dihedral: 8 flips and "
-                           "turns, for overhead and microscopy images)")  # fmt: skip
-        train = gr.Button("Train", variant="primary", elem_id="mk-teach-train")
-    report = gr.Markdown(elem_id="mk-teach-summary")
-    with gr.Row(equal_height=False):
-        table = gr.Dataframe(headers=teach_figures.PER_CLASS_HEADERS, interactive=False, scale=1)
-        confusion = gr.Plot(show_label=False, elem_id="mk-teach-confusion", scale=2)
-    wrong = gr.Gallery(label="Examples it got wrong (true ► predicted)", columns=8, height=200)
-    with gr.Accordion("Export the head", open=False):
-        head_file = gr.File(label="Head file (.safetensors)", interactive=False)
-        snippet = gr.Code(language="python", label="Reproduce its probabilities in Python")
-    gr.Markdown("### Predict with the taught classes")
-    with gr.Row():
-        image = gr.File(label="Image", file_types=FILE_TYPES, elem_id="mk-teach-image", height=110)
-        earlier = gr.File(label="Or use an earlier head file", file_types=[".safetensors"],
-                          elem_id="mk-teach-head-upload", height=110)  # fmt: skip
+        image = gr.File(label="Image", file_types=FILE_TYPES, elem_id="mk-teach-image",
+                        height=120)  # fmt: skip
+        earlier = gr.File(label="Or use classes taught earlier (.safetensors)", height=120,
+                          file_types=[".safetensors"], elem_id="mk-teach-head-upload")  # fmt: skip
     head_note = gr.Markdown(elem_id="mk-teach-head-note")
-    predict = gr.Button("Predict with the taught classes", elem_id="mk-teach-predict")
+    predict = gr.Button("Which of my classes is it?", elem_id="mk-teach-predict")
     chart = gr.Plot(show_label=False, elem_id="mk-teach-chart")
-    answer = gr.Markdown()
+    result_note = gr.Markdown()
     items = gr.State([])
 
     private = dict(api_visibility="private")
     view = [status(), items, counts, gallery, picked]
-    zip_file.change(on_zip, zip_file, view, **private)
+    results = [answer, keep, report, table, confusion, wrong]
+    # a ZIP that cannot be used leaves no old examples (nor results) behind
+    zip_file.change(clearing(on_zip, view[1:] + results), zip_file, view + results, **private)
     add.click(on_add, [items, cls, files], view, **private)
     rename.click(on_rename, [items, picked, new_name], view, **private)
     remove.click(on_remove, [items, picked], view, **private)
     model_work = dict(concurrency_id=MODEL_WORK, **private)
-    taught = train.click(on_train, [items, augment, *form.inputs],
-                         [status(), report, table, confusion, wrong, head_file, snippet,
-                          head, head_note], **model_work)  # fmt: skip
+    outputs = [status(), *results, head, head_note]
+    taught = train.click(clearing(on_train, results), [items, augment, *form.inputs], outputs,
+                         **model_work)  # fmt: skip
     form.refresh_card(taught)
-    earlier.change(on_head_upload, earlier, [status(), head, head_note], **private)
-    predict.click(on_predict, [image, head, form.top_k], [status(), chart, answer],
-                  **model_work)  # fmt: skip
+    uploaded = earlier.change(on_head_upload, earlier, [status(), head, head_note], **private)
+    predict.click(clearing(on_predict, [chart, result_note]), [image, head, form.top_k],
+                  [status(), chart, result_note], **model_work)  # fmt: skip
     _api()
+    return [taught, uploaded]

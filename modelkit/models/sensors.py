@@ -11,11 +11,13 @@ Landsat values divided by 255. Facts read from TorchGeo's ``torchgeo/models/resn
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelkit.config import PretrainedCfg
+from modelkit.images.limits import ImageArray
 
 # Sentinel-2 Level-1C, the 13 bands in the order SSL4EO-S12 stores them
 SENTINEL2_L1C = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12")
@@ -174,6 +176,21 @@ def suggestions(num_channels: int, band_names: Sequence[str] | None) -> list[str
     return out
 
 
+def name_bands(image: ImageArray) -> ImageArray:
+    """The image with the band names of the sensor its channel count matches, when the file
+    names none (a 13-band file: Sentinel-2 L1C's; 7 bands: Landsat OLI's), and a note saying
+    so; the image as it is otherwise."""
+    if image.band_names:
+        return image
+    for w in SENSOR_WEIGHTS:
+        if len(w.bands) == image.num_channels:
+            note = (f"The file does not name its bands; as {len(w.bands)} bands they are taken to "
+                    f"be {w.sensor}'s, in its order: {_list(w.bands)}.")  # fmt: skip
+            return dataclasses.replace(image, band_names=list(w.bands),
+                                       notes=[*image.notes, note])  # fmt: skip
+    return image
+
+
 # --- fitting an image's bands to sensor weights (what the app fills into its form) ------------
 
 
@@ -265,6 +282,6 @@ def value_note(weights: SensorWeights, typical_high: float) -> str:
     return (
         f"Values: the bands fed reach {typical_high:.4g} (98th percentile), but the "
         f"{weights.dataset} weights were trained on {trained} and divide raw values by "
-        f"{weights.scale:g}: their features will mean little. Convert the file to that range "
-        "first."
+        f"{weights.scale:g}: their features will mean little. Use the file as the sensor "
+        "delivered it (its original digital numbers) if you have it, or choose other weights."
     )
