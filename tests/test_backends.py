@@ -350,3 +350,70 @@ def test_without_the_runtimes_everything_runs_on_torch():
                          text=True, cwd=ROOT, check=True).stdout  # fmt: skip
     assert "needs the Python package(s) onnx, openvino, which are not installed" in out
     assert "() [" in out and "'no compiled runtime (onnxruntime, openvino) is installed; " in out
+
+
+# --- int8 -------------------------------------------------------------------------------------
+def test_int8_needs_calibration_images():
+    model = create_model("resnet18", num_classes=2)
+    with pytest.raises(ConfigError, match="precision='int8' needs calibration images"):
+        compiled_forward(model, model_id="m", output="logits", example=small(), backend="auto",
+                         precision="int8")  # fmt: skip
+    with pytest.raises(ConfigError, match="precision='bf16' cannot run on a compiled backend"):
+        compiled_forward(model, model_id="m", output="logits", example=small(), backend="auto",
+                         precision="bf16")  # fmt: skip
+
+
+@needs_runtime
+def test_int8_without_vnni_serves_float32_and_says_so(store, monkeypatch):
+    monkeypatch.setattr(graphs, "has_vnni", lambda: False)
+    torch.manual_seed(7)
+    model = create_model("resnet18", num_classes=3)
+    x = small(n=2)
+    runner = compiled_forward(model, model_id="r18-int8", output="logits", example=x,
+                              backend=COMPILED[0], precision="int8", calibration=[x],
+                              store=store)  # fmt: skip
+    with torch.inference_mode():
+        assert_close(runner(x), torch_out(model, "logits", x))
+    assert runner.backend == COMPILED[0]
+    assert any("int8 needs a CPU with VNNI" in n for n in runner.notes)
+
+
+@needs_runtime
+@pytest.mark.slow
+@pytest.mark.skipif(not graphs.has_vnni(), reason="int8 needs VNNI")
+def test_int8_is_gated_on_top1_agreement_with_float32(tmp_path):
+    import re
+
+    import skimage.data
+
+    from modelkit.images.limits import ImageArray
+    from modelkit.images.preprocess import preprocess
+
+    model = create_model("efficientnet_lite0", pretrained=True)
+    photos = [skimage.data.chelsea(), skimage.data.astronaut(), skimage.data.coffee()]
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(16):
+        p = photos[i % 3]
+        r, c = rng.integers(0, p.shape[0] - 250), rng.integers(0, p.shape[1] - 250)
+        chw = np.ascontiguousarray(p[r : r + 250, c : c + 250].transpose(2, 0, 1))
+        array = ImageArray(chw, "crop.png", "png", chw.shape, "CHW", "uint8", (0, 255))
+        images.append(preprocess(array, model.data_config))
+    batches = [torch.cat(images[:8]), torch.cat(images[8:])]
+    store = GraphStore(tmp_path)
+    for backend in COMPILED:
+        runner = compiled_forward(model, model_id="lite0", output="logits", example=batches[0],
+                                  backend=backend, precision="int8", calibration=batches,
+                                  store=store)  # fmt: skip
+        gate = [n for n in runner.notes if "int8 agrees with float32" in n]
+        assert len(gate) == 1, runner.notes
+        agree, total = (int(n) for n in re.findall(r"top-1 of (\d+) of (\d+)", gate[0])[0])
+        with torch.inference_mode():
+            got, want = runner(batches[0]), model(batches[0])
+        assert total == 16 and runner.backend == backend
+        if agree / total >= 0.99:  # int8 serves: close to float32, not equal to it
+            assert "gate passes" in gate[0] and not torch.equal(got, want)
+            assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.99
+        else:  # float32 serves
+            assert "gate fails" in gate[0]
+            assert_close(got, want)
