@@ -106,6 +106,17 @@ def test_probe_compares_scale_and_top1():
     assert "NaN" in compare(ref, [ref[0].numpy() * np.nan], ranked=True).reason
 
 
+def test_auto_keeps_torch_unless_a_runtime_is_clearly_faster():
+    from modelkit.runtime.backends.choose import MARGIN, pick, time_candidates
+
+    assert pick({"torch": 1.0, "onnxruntime": 1 - MARGIN / 2}) == "torch"  # within the noise
+    assert pick({"torch": 1.0, "onnxruntime": 0.6, "openvino": 0.5}) == "openvino"
+    calls = []
+    seconds = time_candidates({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                              rounds=3)  # fmt: skip
+    assert set(seconds) == {"a", "b"} and calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+
+
 # --- each backend gives torch's outputs -------------------------------------------------------
 @needs_runtime
 @pytest.mark.parametrize("backend", COMPILED)

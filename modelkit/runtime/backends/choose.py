@@ -42,9 +42,15 @@ def time_candidates(candidates: dict[str, Callable[[], object]], rounds: int = R
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+MARGIN = 0.05  # a runtime serves only when it beats torch by this share (else: noise)
+
+
 def pick(seconds: dict[str, float]) -> str:
-    """The fastest candidate; torch wins a tie (nothing to gain from a switch)."""
-    return min(seconds, key=lambda name: (seconds[name], name != "torch"))
+    """The fastest candidate, if it beats torch by ``MARGIN``; else torch."""
+    fastest = min(seconds, key=lambda name: (seconds[name], name != "torch"))
+    if "torch" in seconds and seconds[fastest] > seconds["torch"] * (1 - MARGIN):
+        return "torch"
+    return fastest
 
 
 def describe(seconds: dict[str, float], batch: int, chosen: str) -> str:

@@ -92,11 +92,14 @@ def build_graph(plan: Plan, example: torch.Tensor, note: Note) -> Graph | None:
 
 
 def _export(plan: Plan, example: torch.Tensor, policy: str, folder: Path) -> dict:
-    outputs = torch_outputs(plan.module, example)
+    with torch.no_grad():
+        raw = plan.module(example)
+    outputs = as_list(raw)
     done = export_onnx(plan.module, example, folder / GRAPH, len(outputs), policy == "dynamic")
     STATS["exports"] += 1
     return {"model_id": plan.model_id, "output": plan.output.name, "shape": policy,
-            "outputs": len(outputs), "export_seconds": round(done.seconds, 3),
+            "outputs": len(outputs), "like_list": isinstance(raw, list | tuple),
+            "export_seconds": round(done.seconds, 3),
             "traced_constants": done.traced_constants}  # fmt: skip
 
 
@@ -121,8 +124,10 @@ def _build(plan: Plan, example: torch.Tensor, policy: str, note: Note) -> Graph 
     if meta.get("rejected"):  # this free-size graph was found wrong at another size before
         note(f"{meta['rejected']}; a graph of the input's exact size serves")
         return None
-    with torch.no_grad():
-        like_list = isinstance(plan.module(example), list | tuple)
+    like_list = meta.get("like_list")
+    if like_list is None:  # a meta.json without it (older or edited): ask torch
+        with torch.no_grad():
+            like_list = isinstance(plan.module(example), list | tuple)
     graph = Graph(key, folder, "dynamic" if policy == "dynamic" else "fixed", like_list,
                   export_seconds=float(meta.get("export_seconds", 0.0)))  # fmt: skip
     graph.sessions = load_sessions(plan, folder / GRAPH, note)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelkit.errors import ConfigError
+from modelkit.errors import ConfigError, ModelkitError
 from modelkit.runtime.backends.choose import WORKER, describe, pick, time_candidates
 from modelkit.runtime.backends.graphs import Graph, Plan, build_graph, reason_of
 from modelkit.runtime.backends.names import (
@@ -113,20 +113,29 @@ class Runner:
         with self._build_lock:
             slot = self._slot(x)
             if slot not in self._graphs:
-                self._build(slot, x)
+                try:
+                    self._build(slot, x)
+                except ModelkitError:
+                    raise  # the model refuses this input: torch would say the same
+                except Exception as error:  # noqa: BLE001 - an optimisation: torch serves
+                    self.note(f"the compiled graph could not be made ({reason_of(error)}); "
+                              "torch serves")  # fmt: skip
+                    self._graphs[slot] = None
             return self._graphs[slot]
 
     def _auto(self, x: torch.Tensor) -> tuple[str, Graph | None]:
         slot, batch = self._slot(x), x.shape[0]
         graph = self._graphs.get(slot, MISSING)
         if graph is MISSING:
-            self._schedule(("build", slot), lambda: self._build_and_time(slot, x))
+            example = x[:1].detach().clone()  # the caller may reuse x's memory meanwhile
+            self._schedule(("build", slot), lambda: self._build_and_time(slot, example, batch))
             return "torch", None
         if graph is None:
             return "torch", None
         choice = self._choices.get((slot, batch))
         if choice is None:
-            self._schedule(("time", slot, batch), lambda: self._time(graph, slot, x))
+            shape = tuple(x.shape)
+            self._schedule(("time", slot, batch), lambda: self._time(graph, slot, shape))
             near = [b for s, b in self._choices if s == slot]
             best = min(near, key=lambda b: abs(b - batch), default=None)
             choice = self._choices[(slot, best)] if best is not None else "torch"
@@ -158,20 +167,20 @@ class Runner:
                         self._choices[(slot, numbers[0])] = str(choice.get("backend"))
         return graph
 
-    def _build_and_time(self, slot: object, x: torch.Tensor) -> None:
-        graph = self._build(slot, x)
+    def _build_and_time(self, slot: object, example: torch.Tensor, batch: int) -> None:
+        graph = self._build(slot, example)
         if graph is not None:
-            self._time(graph, self._slot(x), x)
+            self._time(graph, self._slot(example), (batch, *example.shape[1:]))
 
-    def _time(self, graph: Graph, slot: object, x: torch.Tensor) -> None:
-        batch = x.shape[0]
+    def _time(self, graph: Graph, slot: object, shape: tuple[int, ...]) -> None:
+        batch = shape[0]
         if (slot, batch) in self._choices or not graph.sessions:
             return
-        probe = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        probe = torch.randn(shape, generator=torch.Generator().manual_seed(1))
         array = probe.numpy()
 
         def torch_call() -> None:
-            with torch.no_grad():
+            with torch.inference_mode():  # as the run path calls it
                 self._module(probe)
 
         calls = {"torch": torch_call}
