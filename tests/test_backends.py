@@ -189,19 +189,19 @@ def test_a_baked_in_size_is_caught_and_a_fixed_size_graph_serves(store):
 @needs_runtime
 def test_graphs_are_reused_from_disk_and_never_across_random_draws(tmp_path):
     torch.manual_seed(2)
-    model = create_model("resnet18", num_classes=4)
-    x = small(n=2)
+    model = create_model("mobilenet_v3_small", num_classes=4)
+    x = small(n=2, size=32)
     before = graphs.STATS["exports"]
     serve(model, "logits", x, COMPILED[0], GraphStore(tmp_path))
     assert graphs.STATS["exports"] == before + 1
     # a fresh state: another model object with the same weights, another store object
-    same = create_model("resnet18", num_classes=4)
+    same = create_model("mobilenet_v3_small", num_classes=4)
     same.load_state_dict(model.state_dict())
     runner, out = serve(same, "logits", x, COMPILED[0], GraphStore(tmp_path))
     assert graphs.STATS["exports"] == before + 1 and runner.backend == COMPILED[0]
     assert_close(out, torch_out(same, "logits", x))
     # another random draw under the same model id gets its own graph
-    other = create_model("resnet18", num_classes=4)
+    other = create_model("mobilenet_v3_small", num_classes=4)
     runner, out = serve(other, "logits", x, COMPILED[0], GraphStore(tmp_path))
     assert graphs.STATS["exports"] == before + 2
     assert_close(out, torch_out(other, "logits", x))
