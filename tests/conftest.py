@@ -10,6 +10,9 @@ import torch
 
 # results and model facts of this test session go to a folder of its own, not ~/.cache/modelkit
 os.environ.setdefault("MODELKIT_CACHE_DIR", tempfile.mkdtemp(prefix="modelkit-tests-"))
+# torch serves unless a test asks for a compiled backend: "auto" would compile every model the
+# tests build in the background (tests/test_backends*.py and test_backend_runs.py use them)
+os.environ.setdefault("MODELKIT_BACKEND", "torch")
 
 
 @pytest.fixture(autouse=True)

@@ -272,7 +272,7 @@ def test_an_export_failure_falls_back_once_with_its_reason(store, monkeypatch):
     model = create_model("resnet18", num_classes=6)
     x = small(n=2)
     for output in ("logits", "logits"):  # the second runner is a fresh one: same key
-        model.__dict__.pop("_mk_runners", None)
+        model.modelkit.runners.clear()
         runner, out = serve(model, output, x, COMPILED[0], store, "r18-refused")
         assert runner.backend == "torch" and torch.equal(out, torch_out(model, "logits", x))
         assert any("could not be exported to ONNX" in n and "aten::magic" in n
@@ -316,7 +316,7 @@ def test_auto_answers_with_torch_then_switches_and_remembers(tmp_path, monkeypat
     choice = json.loads(next(tmp_path.glob("*/choice.json")).read_text())
     assert choice[f"batch 2, {torch.get_num_threads()} threads"]["backend"] == fastest
     # a restart: the graph and the choice come from disk, nothing is timed again
-    model.__dict__.pop("_mk_runners")
+    model.modelkit.runners.clear()
     runner, _ = serve(model, "logits", x, "auto", GraphStore(tmp_path), "r18-auto", x)
     assert runner.wait(120)
     with torch.inference_mode():

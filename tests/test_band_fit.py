@@ -140,7 +140,7 @@ def test_the_filled_form_runs_the_native_weights(tmp_path, monkeypatch):
     shuffled = str(write_stack(tmp_path / "shuffled.tif", SHUFFLED))
     _, _, channels = image_input.on_fit(shuffled, "timm/resnet18", True, "ssl4eo_s12_all_moco")
     setup = FormRun.read(["timm/resnet18", True, "ssl4eo_s12_all_moco", None, channels,
-                          None, ["4"], 5, "auto", "cpu", "fp32"])  # fmt: skip
+                          None, ["4"], 5, "auto", "cpu", "fp32", None])  # fmt: skip
     image = runs.load_image(shuffled)
     settings = setup.settings.follow(image)  # as the page runs it: the input follows the pick
     levels = features(image, settings, out_indices=setup.out_indices).levels
@@ -191,7 +191,7 @@ def test_run_on_weights_without_a_classifier_shows_feature_maps(tmp_path, monkey
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     fake_sensor_hub(tmp_path / "hub", S12)
     args = (TIF, "timm/resnet18", True, "ssl4eo_s12_all_moco", 13, [], None, ["4"], 5, "auto",
-            "cpu", "fp32")  # fmt: skip
+            "cpu", "fp32", None)  # fmt: skip
     out = explore.on_run(*args)
     status, answer, _next, chart, note, level, *_rest, downloads, last = out
     assert status == "" and chart is None and answer.startswith(explore.NO_CLASSIFIER)

@@ -107,7 +107,7 @@ def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):
     head = as_head(str(path))
     image = read_image((ASSETS / "chelsea.png").read_bytes(), "chelsea.png")
     form = FormRun.read(["resnet18", True, None, None, None, "", None, 5, "auto", "cpu",
-                         "fp32"]).settings  # fmt: skip
+                         "fp32", None]).settings  # fmt: skip
     choices = _targets(form, image, head)
     assert sorted(label.split(" (")[0] for label, _ in choices) == ["a", "b"]
     alone = head.predict(image, top_k=2)

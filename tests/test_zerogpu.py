@@ -19,7 +19,7 @@ from test_project import ROOT, front_matter, pins  # noqa: E402
 from modelkit.app import gpu  # noqa: E402
 
 IMAGE = ROOT / "assets" / "chelsea.png"
-FORM = ("efficientnet_lite0", True, "", None, "", None, "", 5, "auto", "auto", "fp32")
+FORM = ("efficientnet_lite0", True, "", None, "", None, "", 5, "auto", "auto", "fp32", "torch")
 API_FORM = ("efficientnet_lite0", True, None, "", None, "", 5, "auto")
 
 # Hugging Face's ZeroGPU page (docs/hub/spaces-zerogpu.md, hub-docs commit 34ee0f0, July 2026):

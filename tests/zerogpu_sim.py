@@ -86,7 +86,7 @@ def main(out: Path, image: str) -> dict:
         guard.status_line()
     report: dict = {"main_pid": os.getpid(), "cuda_emulated": torch.cuda.is_available()}
 
-    form = ("efficientnet_lite0", True, "", None, "", None, "", 5, "auto", "auto", "fp32")
+    form = ("efficientnet_lite0", True, "", None, "", None, "", 5, "auto", "auto", "fp32", "torch")
     out_run = explore.on_run(image, *form)
     report["run"] = {
         "chart": json.loads(out_run[1].to_json())["data"][0],

@@ -42,7 +42,7 @@ def load_image(file: str | None) -> ImageArray:
 
 # the setup form's fields, in the order of ``SetupForm.inputs``: the one place that order lives
 FORM_FIELDS = ("model", "pretrained", "tag", "in_chans", "channels", "num_classes", "out_indices",
-               "top_k", "scaling", "device", "precision")  # fmt: skip
+               "top_k", "scaling", "device", "precision", "backend")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from modelkit.app.runs import FORM_FIELDS
 from modelkit.images.preprocess import SCALINGS
 from modelkit.models.info import model_info
 from modelkit.models.registry import list_families, list_models, list_sources, split_name
+from modelkit.runtime.backends import BACKENDS, default_backend
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class SetupForm:
     scaling: gr.Dropdown
     device: gr.Dropdown
     precision: gr.Dropdown
+    backend: gr.Dropdown
     card: gr.Markdown
     line: gr.Markdown  # one line about the model, beside the model box
     fit_note: gr.Markdown  # what sensor weights make of the image's bands
@@ -64,8 +66,8 @@ class SetupForm:
         return {"model": self.model, "pretrained": self.pretrained, "tag": self.tag,
                 "in_chans": self.in_chans, "channels": self.channels,
                 "num_classes": self.num_classes, "out_indices": self.levels, "top_k": self.top_k,
-                "scaling": self.scaling, "device": self.device,
-                "precision": self.precision}  # fmt: skip
+                "scaling": self.scaling, "device": self.device, "precision": self.precision,
+                "backend": self.backend}  # fmt: skip
 
     @property
     def inputs(self) -> list:
@@ -203,14 +205,18 @@ def build(demo: gr.Blocks) -> SetupForm:
                                   info="scaling, per band")  # fmt: skip
             device = gr.Dropdown(["auto", "cpu", "cuda"], value="auto", label="Device",
                                  info="device")  # fmt: skip
-            precision = gr.Dropdown(["fp32", "fp16", "bf16"], value="fp32", label="Precision",
-                                    info="precision")  # fmt: skip
+            precision = gr.Dropdown(["fp32", "fp16", "bf16", "int8"], value="fp32",
+                                    label="Precision", info="precision")  # fmt: skip
+            backend = gr.Dropdown([("the fastest on this machine", "auto"),
+                                   *[(b, b) for b in BACKENDS if b != "auto"]],
+                                  value=default_backend(), label="Run with",
+                                  info="backend · the GPU always runs torch")  # fmt: skip
         with gr.Accordion("Find a model in the registry", open=False):
             _search_section(model)
         with gr.Accordion("Model card", open=True):
             card = gr.Markdown(elem_id="mk-card")
     setup = SetupForm(model, pretrained, tag, in_chans, channels, num_classes, levels, top_k,
-                      scaling, device, precision, card, line, fit_note)  # fmt: skip
+                      scaling, device, precision, backend, card, line, fit_note)  # fmt: skip
     _wire(demo, setup)
     return setup
 

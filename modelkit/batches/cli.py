@@ -40,7 +40,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=_indices, default=None, help="image channels, e.g. 3,2,1")
     p.add_argument("--scaling", default=None, help="auto, minmax, percentile, zscore or none")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 or bf16")
+    p.add_argument("--precision", default="fp32", help="fp32, fp16, bf16, or int8 (compiled, CPU)")
+    p.add_argument("--backend", default=None,
+                   help="auto (the fastest on this CPU), torch, onnxruntime or openvino "
+                   "(default: MODELKIT_BACKEND, else auto)")  # fmt: skip
     p.add_argument("--workers", type=int, default=None,
                    help="decoding threads (local) or model actors (ray)")  # fmt: skip
     p.add_argument("--no-cache", action="store_true", help="do not use the result cache")
@@ -49,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    settings = {"device": args.device, "precision": args.precision}
+    settings = {"device": args.device, "precision": args.precision, "backend": args.backend}
     if args.head is None or args.no_pretrained:
         settings["pretrained"] = not args.no_pretrained
     for name in ("in_chans", "channels", "scaling"):

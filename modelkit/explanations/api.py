@@ -46,6 +46,7 @@ from modelkit.runtime.run import (
     input_hash,
     to_batch,
 )
+from modelkit.runtime.serving import server
 from modelkit.runtime.settings import RunSettings, takes_settings
 
 METHODS = ("bands", "gradcam", "integrated_gradients")
@@ -201,8 +202,12 @@ def explain(
     x = prepare_input(x.detach().clone(), dev)  # never an inference tensor: it joins autograd
     t2 = time.perf_counter()
     try:
+        serve = None
+        if method == "bands":  # no gradients: the passes may run on a compiled graph
+            output = "logits" if head is None else "pooled"
+            serve, _ = server(settings, key, net, output, x.detach())
         out = _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk,
-                   shapley_samples, image_hw)  # fmt: skip
+                   shapley_samples, image_hw, serve)  # fmt: skip
     except ModelkitError:
         raise
     except Exception as error:
@@ -225,8 +230,9 @@ def _shape(item) -> tuple[int, ...]:
     return data.shape if data.ndim == 3 else (1, *data.shape)
 
 
-def _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk, samples, image_hw):
-    scorer = Scorer(net, dev, resolve_precision(key.precision, dev), head)
+def _run(net, x, dev, key, method, target, head, layer, baseline, steps, chunk, samples, image_hw,
+         serve=None):  # fmt: skip
+    scorer = Scorer(net, dev, resolve_precision(key.precision, dev), head, serve)
     reference = band_ops.baseline_tensor(x, baseline)
     config, heatmap, level, checks = net.data_config, None, None, {}
     if method == "gradcam":  # its own pass gives the logits: no separate forward

@@ -39,11 +39,15 @@ def check_head(head: TrainedHead, model: nn.Module
 
 
 class Scorer:
-    """Logits of a model (or of a taught head on its pooled features) for a batch of inputs."""
+    """Logits of a model (or of a taught head on its pooled features) for a batch of inputs.
+
+    ``serve`` (optional) answers the passes that need no gradient (band importance) with the
+    model's logits, or its pooled features when there is a head: a compiled graph may serve
+    them (runtime.serving). Passes with gradients always run the model in torch."""
 
     def __init__(self, model: nn.Module, device: torch.device, precision: torch.dtype | None,
-                 head=None) -> None:  # fmt: skip
-        self.model, self.device, self.precision = model, device, precision
+                 head=None, serve=None) -> None:  # fmt: skip
+        self.model, self.device, self.precision, self.serve = model, device, precision, serve
         self.classes: list[str] | None = None
         self._weight = self._bias = None
         if head is not None:
@@ -67,16 +71,22 @@ class Scorer:
         """Logits from the trunk's output (``forward_features``)."""
         if self._weight is None:
             return self.model.forward_head(feats)
-        pooled = self.model.forward_head(feats, pre_logits=True)
-        return F.linear(pooled.float(), self._weight, self._bias)
+        return self._linear(self.model.forward_head(feats, pre_logits=True))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.serve is not None and not torch.is_grad_enabled():
+            with self.autocast():
+                out = self.serve(x)
+            return (out if self._weight is None else self._linear(out)).float()
         with self.autocast():
             if self._weight is None:
                 out = self.model(x)
             else:
                 out = self.from_features(self.model.forward_features(x))
         return out.float()
+
+    def _linear(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.linear(pooled.float(), self._weight, self._bias)
 
     def label(self, index: int) -> str:
         return self.classes[index] if self.classes else f"class {index}"

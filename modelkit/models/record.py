@@ -37,6 +37,8 @@ class ModelRecord:
     steps: list[str] = field(default_factory=list)
     layouts: list[str] = field(default_factory=list)
     conv_head: bool = False  # the classifier is a 1x1 convolution (SqueezeNet)
+    # compiled runtimes made for this model (runtime.backends), by what they serve
+    runners: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def runs_as_steps(self) -> bool:

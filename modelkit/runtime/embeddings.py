@@ -67,6 +67,8 @@ class Embeddings:
     cache_hits: np.ndarray  # bool (N,): taken from the result cache
     random_weights: list[str]  # the random parts of the model ([] for real weights)
     timings: Timings = field(default_factory=Timings)
+    backend: str = ""  # who served the forward passes ("" when all came from the cache)
+    notes: list[str] = field(default_factory=list)
 
 
 def view_names(views: str) -> tuple[str, ...]:
@@ -75,8 +77,9 @@ def view_names(views: str) -> tuple[str, ...]:
     return VIEW_SETS[views]
 
 
-def pooled(model, x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
-    """(N, V, D) pooled features of every view of a preprocessed batch, in one forward pass."""
+def pooled(model, x: torch.Tensor, views: Sequence[str], serve=None) -> torch.Tensor:
+    """(N, V, D) pooled features of every view of a preprocessed batch, in one forward pass
+    (``serve``: what gives the pooled features of a batch; torch's own when None)."""
     if not hasattr(model, "forward_head"):
         raise ConfigError("Embeddings need a classifier model, not a features_only one.")
     if x.shape[-1] != x.shape[-2] and any(v.startswith(("rot", "trans", "anti")) for v in views):
@@ -86,7 +89,10 @@ def pooled(model, x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
         )
     # (V*N, C, H, W), view-major; one view needs no copy
     stacked = x if tuple(views) == ("identity",) else torch.cat([_VIEWS[v](x) for v in views])
-    feats = model.forward_head(model.forward_features(stacked), pre_logits=True)
+    if serve is None:
+        feats = model.forward_head(model.forward_features(stacked), pre_logits=True)
+    else:
+        feats = serve(stacked)
     return feats.reshape(len(views), x.shape[0], -1).transpose(0, 1)
 
 
@@ -143,15 +149,16 @@ def embeddings(
             vectors[i], adaptations = stored[1]["vectors"], stored[0].get("adaptations", [])
     hits = np.array([v is not None for v in vectors], dtype=bool)
     todo = [i for i in range(len(items)) if vectors[i] is None]
-    timings, done = Timings(), int(hits.sum())
+    timings, done, backend, notes = Timings(), int(hits.sum()), "", []
     if progress is not None:
         progress(done, len(items))
     for first in range(0, len(todo), batch_size):
         chunk = todo[first : first + batch_size]
         run = Run(settings, key, [items[i] for i in chunk], True, None, time.perf_counter(),
                   timings)  # fmt: skip
-        net, out = forward(run, cache, lambda m, x: pooled(m, x, names))
+        net, out = forward(run, cache, "pooled", lambda m, x, serve: pooled(m, x, names, serve))
         adaptations = list(getattr(net, "adaptations", []))
+        backend, notes = run.backend, notes + [n for n in run.notes if n not in notes]
         out = out.float().cpu().numpy()
         for row, i in enumerate(chunk):
             vectors[i] = out[row]
@@ -164,4 +171,5 @@ def embeddings(
     return Embeddings(
         model=settings.name, vectors=np.stack(vectors).astype(np.float32, copy=False), views=names,
         adaptations=adaptations, cache_hits=hits, random_weights=random, timings=timings,
+        backend=backend, notes=notes,
     )  # fmt: skip

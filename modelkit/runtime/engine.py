@@ -16,10 +16,11 @@ ready, normalised torch tensor (C, H, W) or (N, C, H, W) (used as is). ``image_b
 uploaded file) is hashed for the result cache instead of the decoded pixels when given.
 
 ``Prediction``: model, labels, probabilities, indices (top-k, best first), logits (np.float32,
-num_classes), head_is_random, adaptations, model_cache_hit, result_cache_hit, timings.
+num_classes), head_is_random, adaptations, model_cache_hit, result_cache_hit, timings, backend
+(who served: torch, onnxruntime, openvino), notes (why, in words).
 ``Features``: model, levels (list of dicts: index, module, channels, reduction, array
 np.float32, channel_mean np.float32 (C,), channel_rank np.int64 (C,) most active first),
-adaptations, model_cache_hit, result_cache_hit, timings.
+adaptations, model_cache_hit, result_cache_hit, timings, backend, notes.
 ``Timings``: load_ms, preprocess_ms, forward_ms, total_ms.
 
 Feature maps are rounded through float16 (the form the result cache keeps them in), so a
@@ -70,6 +71,8 @@ class Prediction:
     model_cache_hit: bool = False
     result_cache_hit: bool = False
     timings: Timings = field(default_factory=Timings)
+    backend: str = "torch"  # who served the forward pass ("" for a result from the cache)
+    notes: list[str] = field(default_factory=list)  # the compiled runtime's, in words
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Features:
     model_cache_hit: bool = False
     result_cache_hit: bool = False
     timings: Timings = field(default_factory=Timings)
+    backend: str = "torch"
+    notes: list[str] = field(default_factory=list)
 
 
 # --- predict ----------------------------------------------------------------------------------
@@ -130,7 +135,7 @@ def predict(
         logits, cats = arrays["logits"], meta["categories"]
         adaptations, model_hit = meta["adaptations"], False
     else:
-        net, logits = forward(run, cache, _logits)
+        net, logits = forward(run, cache, "logits", _logits)
         logits = logits.float().cpu().numpy()
         cats = list(net.categories) if getattr(net, "categories", None) else None
         adaptations, model_hit = list(getattr(net, "adaptations", [])), run.model_cache_hit
@@ -146,17 +151,18 @@ def predict(
             model=settings.name, labels=labels, probabilities=probs, indices=idx, logits=row,
             head_is_random=cats is None, adaptations=adaptations, model_cache_hit=model_hit,
             result_cache_hit=stored is not None, timings=timings,
+            backend="" if stored is not None else run.backend, notes=list(run.notes),
         ))  # fmt: skip
     return out if run.is_batch else out[0]
 
 
-def _logits(model, x: torch.Tensor) -> torch.Tensor:
+def _logits(model, x: torch.Tensor, serve) -> torch.Tensor:
     if getattr(model, "num_classes", 1) == 0:
         raise ConfigError(
             "This model was created with num_classes=0, so it has no classifier to predict "
             "with; leave num_classes empty (or above 0), or look at its feature maps instead."
         )
-    return model(x)
+    return serve(x)
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -216,10 +222,11 @@ def features(
     else:
         from modelkit.models.features import resolve_out_indices
 
-        def run_levels(m, x):
-            return m.forward_intermediates(x, wanted)
+        def levels_of(m) -> str:  # the levels asked for, resolved: the compiled graph's name
+            picked = resolve_out_indices(wanted, len(m.feature_info))
+            return "features:" + ",".join(map(str, picked))
 
-        net, outs = forward(run, cache, run_levels)
+        net, outs = forward(run, cache, levels_of)
         all_levels = net.feature_info.get_dicts()
         picked = resolve_out_indices(wanted, len(all_levels))
         infos = [{k: all_levels[i][k] for k in ("index", "module", "channels", "reduction")}
@@ -234,4 +241,5 @@ def features(
     return Features(
         model=settings.name, levels=levels, adaptations=adaptations, model_cache_hit=model_hit,
         result_cache_hit=stored is not None, timings=finish(run),
+        backend="" if stored is not None else run.backend, notes=list(run.notes),
     )  # fmt: skip

@@ -19,6 +19,7 @@ from modelkit.images.limits import ImageArray
 from modelkit.runtime.device import autocast, is_memory_error, prepare_input, resolve_precision
 from modelkit.runtime.model_cache import ModelCache, ModelKey
 from modelkit.runtime.result_cache import ResultCache, hash_data
+from modelkit.runtime.serving import server
 
 log = logging.getLogger("modelkit.runtime.engine")
 
@@ -116,6 +117,8 @@ class Run:
     started: float
     timings: Timings = field(default_factory=Timings)
     model_cache_hit: bool = False
+    backend: str = "torch"  # who served the forward pass (see serving.py)
+    notes: list[str] = field(default_factory=list)  # why (a compiled graph's notes)
 
 
 def start(kind: str, image, settings, asked: dict, image_bytes, results) -> Run:
@@ -157,11 +160,18 @@ def failure(key: ModelKey, error: Exception, stage: str) -> ModelkitError:
     )
 
 
-def forward(run: Run, cache: ModelCache, fn):
-    """Load (cached), preprocess and run ``fn(model, x)``; running out of memory (CPU or GPU)
-    clears the model cache and retries once.
+def _plain(model, x, serve):
+    return serve(x)
 
-    A model that cannot be built or run becomes a ModelkitError that names it (see _failure)."""
+
+def forward(run: Run, cache: ModelCache, output, fn=None):
+    """Load (cached), preprocess and run; running out of memory (CPU or GPU) clears the model
+    cache and retries once.
+
+    ``output``: what is served ("logits", "pooled", "trunk", "features:i,j"; or a function of
+    the model that names it); ``fn(model, x, serve)`` (default ``serve(x)``) may prepare the
+    batch around ``serve``, which torch or a compiled graph answers (serving.py). A model that
+    cannot be built or run becomes a ModelkitError that names it (see failure)."""
     for attempt in (0, 1):
         t0 = time.perf_counter()
         try:
@@ -180,7 +190,10 @@ def forward(run: Run, cache: ModelCache, fn):
         dev = torch.device(run.key.device)
         try:
             with torch.inference_mode(), autocast(dev, resolve_precision(run.key.precision, dev)):
-                out = fn(model, prepare_input(x, dev))
+                x = prepare_input(x, dev)
+                name = output(model) if callable(output) else output
+                serve, runner = server(run.settings, run.key, model, name, x)
+                out = (fn or _plain)(model, x, serve)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
         except ModelkitError:
@@ -198,6 +211,9 @@ def forward(run: Run, cache: ModelCache, fn):
                 ) from None
             continue
         t3 = time.perf_counter()
+        if runner is not None:
+            run.backend = runner.backend
+            run.notes += [n for n in runner.notes if n not in run.notes]
         run.timings.load_ms += (t1 - t0) * 1e3
         run.timings.preprocess_ms += (t2 - t1) * 1e3
         run.timings.forward_ms += (t3 - t2) * 1e3

@@ -39,6 +39,7 @@ from modelkit.models.arguments import (
     random_parts,
 )
 from modelkit.models.registry import get_pretrained_cfg, split_name
+from modelkit.runtime.backends.names import check_backend
 from modelkit.runtime.device import DEVICES, PRECISIONS, resolve_device, resolve_precision
 from modelkit.runtime.model_cache import ModelCache, ModelKey
 
@@ -62,8 +63,10 @@ SETTING_DOCS = {
     "scaling": "per-band scaling before normalisation: auto, minmax, percentile, zscore, none",
     "crop_mode": "None (the model's own), center, squash or border",
     "crop_pct": "None (the model's own), or the crop's share of the resized image (0 to 1]",
-    "precision": "fp32, fp16 (GPU) or bf16",
+    "precision": "fp32, fp16 (GPU), bf16, or int8 (a compiled backend on the CPU, checked)",
     "device": "auto, cpu, cuda, cuda:N or mps",
+    "backend": "auto (the fastest on this CPU), torch, onnxruntime or openvino; None: "
+    "MODELKIT_BACKEND, else auto. The GPU and gradients always run on torch",
 }
 
 
@@ -85,6 +88,7 @@ class RunSettings:
     crop_pct: float | None = None
     precision: str = "fp32"
     device: str = "auto"
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         arch, typed = split_name(str(self.model or "").strip() or DEFAULT_MODEL)
@@ -98,9 +102,14 @@ class RunSettings:
                                   self.in_chans or cfg.in_chans)  # fmt: skip
         fix(rgb_channels=rgb)
         _one_of("scaling", self.scaling, SCALINGS)
-        _one_of("precision", str(self.precision).lower(), PRECISIONS)
+        _one_of("precision", str(self.precision).lower(), (*PRECISIONS, "int8"))
         _one_of("device", str(self.device).lower().split(":")[0], DEVICES)
         fix(precision=str(self.precision).lower(), device=str(self.device).lower())
+        fix(backend=check_backend(self.backend))  # None: MODELKIT_BACKEND, else auto
+        if self.precision == "int8" and self.backend == "torch":
+            raise ConfigError("precision='int8' runs on a compiled backend (onnxruntime or "
+                              "openvino, on the CPU): choose backend='auto' or one of them, or "
+                              "precision='fp32'.")  # fmt: skip
         if self.crop_mode is not None:
             _one_of("crop_mode", self.crop_mode, CROP_MODES)
         if self.crop_pct is not None and not (
@@ -133,12 +142,23 @@ class RunSettings:
         """The model cache's key: create_model's arguments, the resolved device, the precision
         (a device or precision this machine cannot give is refused here)."""
         device = resolve_device(self.device)
-        resolve_precision(self.precision, device)
+        if self.precision == "int8" and device.type != "cpu":
+            raise ConfigError(f"precision='int8' runs on the CPU only; this run's device is "
+                              f"{device.type}. Choose device='cpu', or precision='fp32'.")
+        # int8 is the compiled graph's: the model cache holds the fp32 model it is made from
+        torch_precision = "fp32" if self.precision == "int8" else self.precision
+        resolve_precision(torch_precision, device)
         options = {k: getattr(self, k) for k in MODEL_SETTINGS}
         cfg = get_pretrained_cfg(self.name)
         if options["in_chans"] == cfg.in_chans and self.in_chans_init != "rgb":
             options["in_chans"] = None  # the same model either way: one cache entry
-        return ModelKey(self.name, tuple(options.items()), str(device), self.precision)
+        return ModelKey(self.name, tuple(options.items()), str(device), torch_precision)
+
+    def compiles(self, device) -> bool:
+        """Whether a compiled graph may serve this run's forward passes on ``device`` (the
+        CPU, fp32 or int8, a backend other than torch); gradients always stay on torch."""
+        return (self.backend != "torch" and device.type == "cpu"
+                and self.precision in ("fp32", "int8"))  # fmt: skip
 
     def data_config(self, model) -> DataConfig:
         """The model's data config with this run's crop, where it sets one."""
@@ -177,6 +197,8 @@ class RunSettings:
         from modelkit.runtime.result_cache import result_key
 
         shaping = {k: getattr(self, k) for k in ("channels", "scaling", "crop_mode", "crop_pct")}
+        if self.precision == "int8":  # fp32 backends agree to 1e-4 and share results; int8 not
+            shaping["int8"] = True
         return result_key(kind, digest, self.model_key().to_dict() | shaping | asked)
 
     # --- the image -----------------------------------------------------------------------

@@ -40,7 +40,7 @@ MAX_HEAD_BYTES = 256 * 2**20
 METRICS = ("cv_accuracy", "balanced_accuracy", "confusion", "per_class", "chance", "p_value",
            "fold_accuracies", "misclassified", "warnings", "fit")  # fmt: skip
 # the run settings that are the user's to choose beside a head (where and how it runs)
-RUN_CHOICES = ("device", "precision")
+RUN_CHOICES = ("device", "precision", "backend")
 
 
 @dataclass
@@ -114,6 +114,7 @@ class TrainedHead:
         image_bytes=None,
         device: str = "auto",
         precision: str = "fp32",
+        backend: str | None = None,
         batch_size: int = 32,
         progress=None,
         use_result_cache: bool = True,
@@ -128,6 +129,7 @@ class TrainedHead:
             image_bytes: the file's bytes (a list of them for a batch), for the result cache.
             device: where the model runs (the head's other settings are its own).
             precision: fp32, fp16 (GPU) or bf16.
+            backend: auto, torch, onnxruntime or openvino (None: MODELKIT_BACKEND, else auto).
             batch_size: images per forward pass.
             progress: called with (images done, total).
             use_result_cache: keep and reuse embeddings on disk.
@@ -140,7 +142,8 @@ class TrainedHead:
         batch = isinstance(images, list | tuple) or getattr(images, "ndim", 3) == 4
         blobs = image_bytes if batch or image_bytes is None else [image_bytes]
         emb = embeddings(images if batch else [images],
-                         self.settings.replace(device=device, precision=precision),
+                         self.settings.replace(device=device, precision=precision,
+                                               backend=backend),
                          views=self.setup.get("views", "none"), image_bytes=blobs,
                          batch_size=batch_size, progress=progress,
                          use_result_cache=use_result_cache, model_cache=model_cache,

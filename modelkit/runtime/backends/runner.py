@@ -185,7 +185,7 @@ class Runner:
 
         calls = {"torch": torch_call}
         calls |= {n: (lambda s=s: s.run(array)) for n, s in graph.sessions.items()}
-        seconds = time_candidates(calls)
+        seconds = time_candidates(calls, stop=WORKER.closing)
         chosen = pick(seconds)
         with self._lock:
             self._choices[(slot, batch)] = chosen
@@ -259,7 +259,8 @@ def compiled_forward(model: nn.Module, *, model_id: str, output: str, example: t
     """
     name, prec = check_backend(backend), check_precision(precision)
     key = (model_id, parse_output(output).name, name, prec)
-    runners = model.__dict__.setdefault("_mk_runners", {})
+    record = model.__dict__.get("modelkit")  # a model modelkit built keeps them in its record
+    runners = record.runners if record is not None else model.__dict__.setdefault("runners", {})
     if key not in runners:
         runners[key] = Runner(model, model_id=model_id, output=output, backend=name,
                               precision=prec, calibration=calibration, store=store)  # fmt: skip
