@@ -54,10 +54,10 @@ def reference(combos, out: dict) -> None:
     and "models", "models_mb": how many distinct models there are and their size."""
     import torch
 
-    from modelkit.app import form as ui
     from modelkit.images.read import read_image
     from modelkit.runtime import engine
     from modelkit.runtime.model_cache import ModelCache
+    from modelkit.runtime.settings import RunSettings
 
     cache = ModelCache(max_bytes=2**40, max_models=len(combos))
     from modelkit.runtime.device import configure_cpu_threads
@@ -67,12 +67,12 @@ def reference(combos, out: dict) -> None:
     try:
         for model, asset, in_chans, channels in combos:
             image = read_image((ASSETS / asset).read_bytes(), asset)
-            setup = ui.Setup.from_form(model=model, pretrained=True, in_chans=in_chans,
-                                       channels=channels)  # fmt: skip
-            kw = dict(pretrained=True, in_chans=setup.in_chans, channels=setup.channels,
-                      use_result_cache=False, model_cache=cache)  # fmt: skip
-            p = engine.predict(image, setup.name, top_k=1000, **kw)
-            f = engine.features(image, setup.name, **kw)
+            settings = RunSettings.from_form({"model": model, "pretrained": True,
+                                              "in_chans": in_chans, "channels": channels})
+            settings = settings.follow(image)  # as the page does
+            kw = dict(use_result_cache=False, model_cache=cache)
+            p = engine.predict(image, settings, top_k=1000, **kw)
+            f = engine.features(image, settings, **kw)
             probs = np.zeros(len(p.logits))
             probs[p.indices] = p.probabilities
             labels = dict(zip(p.indices, p.labels, strict=True))
