@@ -162,6 +162,11 @@ def random_parts(
     engine's disk cache) must not keep results of such a model. ``with_head=False`` is for
     feature maps, which never pass through the classifier.
     """
+    from modelkit.models.sources import DETERMINISTIC_SOURCES
+
+    # issue 23: "bands" computes statistics, nothing is drawn: only a new head is random
+    if get_entry(name).source in DETERMINISTIC_SOURCES:
+        return [f"head for {num_classes} classes"] if with_head and num_classes else []
     if not pretrained:
         return ["all weights"]
     parts = []
@@ -206,6 +211,14 @@ def create_model(
         raise ConfigError(
             "Pass num_classes as its own argument and use pretrained=True for weights."
         )
+    if entry.source == "spectral":  # issue 23: "bands", statistics without a network
+        from modelkit.models.bands import create_bands_model
+
+        return create_bands_model(
+            cfg, num_classes=num_classes, in_chans=in_chans, features_only=features_only,
+            out_indices=out_indices, global_pool=global_pool, checkpoint_path=checkpoint_path,
+            kwargs=kwargs,
+        )  # fmt: skip
     if entry.source == "timm":  # timm models bring their own methods: no FamilySpec steps
         from modelkit.models.timm_factory import create_timm_model
 

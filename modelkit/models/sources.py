@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 from modelkit.models import efficientnet_lite
+from modelkit.models.bands import bands_entries
 from modelkit.models.features import FamilySpec
 from modelkit.models.torchvision import torchvision_entries
 
@@ -42,7 +43,10 @@ def _timm_entries() -> list[dict]:
 
 
 # (source name, entries); registered at the first look-up
-SOURCES = (("torchvision", torchvision_entries), ("efficientnet_lite", efficientnet_lite_entries))
+SOURCES = (("torchvision", torchvision_entries), ("efficientnet_lite", efficientnet_lite_entries),
+           ("spectral", bands_entries))  # fmt: skip
+# sources whose models have no random parts: a build gives the same model every time
+DETERMINISTIC_SOURCES = ("spectral",)
 # name prefix -> (source name, entries); registered only when a name or pattern reaches the prefix
 LAZY_SOURCES = {"timm/": ("timm", _timm_entries)}
 
