@@ -72,6 +72,19 @@ def geo_tags(x0=500000.0, y0=4200000.0, size=20.0, epsg=32618, point=False, geog
 def write_scene(path, data: np.ndarray, extratags=(), **options) -> Path:
     """A (C, H, W) array as a GeoTIFF, bands as separate planes, Deflate unless told."""
     options = {"compression": "zlib", "planarconfig": "separate", **options}
+    if data.ndim == 3 and data.shape[0] == 1:  # one band: a plain 2-D image
+        data, options["planarconfig"] = data[0], None
     tifffile.imwrite(path, data, photometric="minisblack", metadata=None,
                      extratags=list(extratags), **options)  # fmt: skip
     return Path(path)
+
+
+@functools.cache
+def bands_head():
+    """A head taught on "bands.sentinel2_l1c" features from 15 labelled tiles per class."""
+    import modelkit
+
+    tiles, labels, _ = labelled_tiles()
+    teach, _ = teaching_split()
+    return modelkit.train_head([tiles[i] for i in teach], list(labels[teach]),
+                               "bands.sentinel2_l1c", use_result_cache=False)  # fmt: skip

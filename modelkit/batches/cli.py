@@ -22,7 +22,12 @@ def _indices(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m modelkit", description=__doc__.split("\n")[0])
-    sub = top.add_subparsers(dest="command", required=True)
+    add_batch_parser(top.add_subparsers(dest="command", required=True))
+    return top
+
+
+def add_batch_parser(sub) -> None:
+    """The ``batch`` command, on the subparsers of ``python -m modelkit``."""
     p = sub.add_parser("batch", help="embed and classify a folder, a ZIP or files into a table",
                        description="One row per image: file, labels, probabilities, embedding, "
                        "error. Files already in OUT are skipped (rerun to resume).")  # fmt: skip
@@ -45,7 +50,6 @@ def parser() -> argparse.ArgumentParser:
                    help="decoding threads (local) or model actors (ray)")  # fmt: skip
     p.add_argument("--no-cache", action="store_true", help="do not use the result cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return top
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -96,7 +100,11 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return handle(parser().parse_args(argv))
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run a parsed ``batch`` command: exit status 0, 2 (a mistake, in words) or 130."""
     try:
         return run_batch(args)
     except ModelkitError as exc:
