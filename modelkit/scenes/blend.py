@@ -14,36 +14,24 @@ with two small matrix products, and memory is the map's own: (K + 1) floats per 
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from modelkit.scenes.grid import Grid
 
 FLOOR = 0.05
 
 
-def axis_weights(starts: np.ndarray, tile: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Along one axis, each tile's weights at the cells it touches: (first cell (tiles,),
-    weights (tiles, span)), the floored Hann summed over each cell's pixels / the stride."""
+def axis_weights(starts: np.ndarray, tile: int, stride: int, cells: int) -> sparse.csr_matrix:
+    """(tiles, cells) weights along one axis, sparse: the floored Hann of each tile summed over
+    each cell's pixels, divided by the stride."""
     taper = np.maximum(np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2, FLOOR)
-    first = starts // stride
-    span = (tile + stride - 1) // stride + 1
-    cell = (starts[:, None] + np.arange(tile)[None]) // stride - first[:, None]
-    weights = np.zeros((len(starts), span))
-    np.add.at(
-        weights,
-        (np.repeat(np.arange(len(starts)), tile), cell.ravel()),
-        np.tile(taper, len(starts)),
+    pixels = starts[:, None] + np.arange(tile)[None]
+    rows = np.repeat(np.arange(len(starts)), tile)
+    weights = sparse.coo_matrix(
+        (np.tile(taper, len(starts)) / stride, (rows, pixels.ravel() // stride)),
+        shape=(len(starts), cells),
     )
-    return first, weights / stride
-
-
-def _dense(first: np.ndarray, weights: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, int]:
-    """The (tiles lo..hi-1, cells) block of the weights, and its first cell."""
-    cell0 = int(first[lo])
-    cells = int(first[hi - 1]) + weights.shape[1] - cell0
-    out = np.zeros((hi - lo, cells))
-    for k in range(weights.shape[1]):
-        out[np.arange(hi - lo), first[lo:hi] - cell0 + k] = weights[lo:hi, k]
-    return out, cell0
+    return weights.tocsr()  # duplicate (tile, cell) entries are summed
 
 
 class Blender:
@@ -51,9 +39,9 @@ class Blender:
 
     def __init__(self, grid: Grid, classes: int, features: int = 0) -> None:
         self.grid = grid
-        self.row_w = axis_weights(grid.rows, grid.tile, grid.stride)
-        self.col_w = axis_weights(grid.cols, grid.tile, grid.stride)
         h, w = grid.cells
+        self.row_w = axis_weights(grid.rows, grid.tile, grid.stride, h)
+        self.col_w = axis_weights(grid.cols, grid.tile, grid.stride, w)
         self.probs = np.zeros((classes, h, w), np.float64)
         self.feats = np.zeros((features, h, w), np.float32) if features else None
         self.weight = np.zeros((h, w), np.float64)
@@ -65,19 +53,18 @@ class Blender:
         if len(rows) == 0:
             return
         i0, i1, j0, j1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-        wr, r0 = _dense(*self.row_w, i0, i1)
-        wc, c0 = _dense(*self.col_w, j0, j1)
-        h, w = self.weight.shape
-        wr, wc = wr[:, : h - r0], wc[:, : w - c0]  # a tile span may end past the last cell
+        wr, r0 = _block(self.row_w, i0, i1)
+        wc, c0 = _block(self.col_w, j0, j1)
         cells = (slice(r0, r0 + wr.shape[1]), slice(c0, c0 + wc.shape[1]))
-        mask = np.zeros((i1 - i0, j1 - j0))
-        mask[rows - i0, cols - j0] = 1.0
-        self.weight[cells] += wr.T @ mask @ wc
-        self.probs[(slice(None), *cells)] += _spread(wr, wc, rows - i0, cols - j0, probs)
+        mask = np.zeros((1, i1 - i0, j1 - j0))
+        mask[0, rows - i0, cols - j0] = 1.0
+        self.weight[cells] += _spread(wr, wc, mask)[0]
+        self.probs[(slice(None), *cells)] += _spread(
+            wr, wc, _grid(probs, rows - i0, cols - j0, mask.shape[1:])
+        )
         if self.feats is not None and feats is not None:
-            self.feats[(slice(None), *cells)] += _spread(
-                wr.astype(np.float32), wc.astype(np.float32), rows - i0, cols - j0, feats
-            )
+            grid = _grid(feats, rows - i0, cols - j0, mask.shape[1:])
+            self.feats[(slice(None), *cells)] += _spread(wr, wc, grid).astype(np.float32)
 
     def result(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """(probabilities (K, h, w) float32, features (D, h, w) float32 or None, covered
@@ -93,10 +80,23 @@ class Blender:
         return probs, feats, covered
 
 
-def _spread(
-    wr: np.ndarray, wc: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray
-) -> np.ndarray:
-    """(K, cells down, cells across): sum over tiles of wr[tile row] x wc[tile col] x value."""
-    grid = np.zeros((values.shape[1], wr.shape[0], wc.shape[0]), wr.dtype)
+def _block(weights: sparse.csr_matrix, lo: int, hi: int) -> tuple[sparse.csr_matrix, int]:
+    """Tiles lo..hi-1 of the weights, cut to the cells they touch, and the first such cell."""
+    part = weights[lo:hi]
+    first, last = int(part.indices.min()), int(part.indices.max()) + 1
+    return part[:, first:last], first
+
+
+def _grid(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
+    grid = np.zeros((values.shape[1], *shape))
     grid[:, rows, cols] = values.T
-    return np.matmul(np.matmul(wr.T[None], grid), wc[None])
+    return grid
+
+
+def _spread(wr: sparse.csr_matrix, wc: sparse.csr_matrix, grid: np.ndarray) -> np.ndarray:
+    """(K, cells down, cells across): per k, wr^T @ grid[k] @ wc."""
+    out = np.empty((grid.shape[0], wr.shape[1], wc.shape[1]))
+    wrt, wct = wr.T.tocsr(), wc.T.tocsr()
+    for k, layer in enumerate(grid):
+        out[k] = (wct @ (wrt @ layer).T).T
+    return out
