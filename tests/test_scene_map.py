@@ -11,11 +11,16 @@ import json
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 from scene_data import SCENE, bands_head, labelled_tiles, scene_pixels
 
 import modelkit
+from modelkit.config import DataConfig
+from modelkit.scenes.dense import pooled_grid
 from modelkit.scenes.export import probability_path
+from modelkit.scenes.run import ModelRun, RunSpec
+from modelkit.scenes.scaling import Scaling
 
 
 def test_a_13_band_scene_taught_from_a_few_tiles_is_mapped_in_place(tmp_path):
@@ -81,7 +86,35 @@ def test_a_cnn_head_gives_its_own_predictions_in_tiles_mode():
     expected = np.array([[a.probabilities[a.labels.index(k)] for k in head.classes]
                          for a in answers]).T.reshape(3, 3, 3)  # fmt: skip
     np.testing.assert_allclose(scene_map.probabilities, expected, rtol=0, atol=1e-5)
-    assert modelkit.map_scene(scene, head=head, tile=32, stride=16).mode == "dense"
+    auto = modelkit.map_scene(scene, head=head, tile=32, stride=16)  # a probe chose the mode
+    said = [n for n in auto.notes if "sample tiles" in n]
+    assert len(said) == 1 and said[0].lower().startswith(auto.mode)
+
+
+class LocalMeans(torch.nn.Module):
+    """A model whose feature map is the 8 x 8 block means of its one band (no context)."""
+
+    data_config = DataConfig(input_size=(1, 32, 32), mean=(0.0,), std=(1.0,), crop_pct=1.0)
+    num_classes = 2
+
+    def forward_features(self, x):
+        return torch.nn.functional.avg_pool2d(x, 8)
+
+    def forward_head(self, x, pre_logits=False):
+        mean = x.mean((2, 3))
+        return mean if pre_logits else torch.cat([mean, -mean], 1)
+
+
+def test_dense_mode_averages_each_tiles_footprint_on_the_feature_map():
+    run = ModelRun(RunSpec("local", {}, None, "none"), LocalMeans(), None, torch.device("cpu"),
+                   None)  # fmt: skip
+    window = np.random.default_rng(0).random((1, 104, 96)).astype(np.float32)
+    rows, cols = np.array([8, 24, 48, 64]), np.array([0, 16, 40, 56])
+    pooled = pooled_grid(run, Scaling("none"), window, (8, 0), rows, cols, 32)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            box = window[0, r - 8 : r + 24, c : c + 32].mean()
+            assert float(pooled[i, j, 0, 0]) == pytest.approx(float(box), abs=1e-6)
 
 
 def test_overlapping_tiles_leave_no_edge_cell_uncovered():

@@ -85,14 +85,14 @@ def outputs(out: Path) -> dict[str, Path]:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from modelkit.scenes.api import map_scene
     from modelkit.scenes.export import check_writable
 
     files = outputs(Path(args.out))
     for name in ("map", "probabilities", "png", "csv"):
-        check_writable(files[name])  # refused before any work
+        check_writable(files[name])  # refused before any work (and before torch is imported)
+    from tqdm import tqdm
+
+    from modelkit.scenes.api import map_scene
     bars: list = []
 
     def progress(done: int, total: int) -> None:

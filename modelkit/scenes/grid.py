@@ -105,9 +105,12 @@ class Grid:
         """Blocks of tiles of about ``pixels`` source pixels each (at least one tile); the full
         width of the scene when ``full_width``."""
         rows, cols = self.rows, self.cols
-        if full_width:
+        if full_width and self.tile * self.width <= pixels:
             across = len(cols)
             down = max(1, (pixels // self.width - self.tile) // self.stride + 1)
+        elif full_width:  # even one row of tiles is too wide: a part of it at a time
+            across = max(1, (pixels // self.tile - self.tile) // self.stride + 1)
+            down = 1
         else:
             side = max(1, (math.isqrt(pixels) - self.tile) // self.stride + 1)
             down = across = side
