@@ -121,9 +121,11 @@ class BandStatistics(nn.Module):
     def reference(x: torch.Tensor) -> torch.Tensor:
         """(N, C, 1, 1) per-band reference: the mean of every 4th row and column (in numpy,
         several times faster than torch on a strided view)."""
-        grid = x[..., ::4, ::4].detach().float().cpu().numpy()
+        if x.device.type != "cpu":
+            return x[..., ::4, ::4].float().mean((2, 3), keepdim=True)
+        grid = x.detach().numpy()[..., ::4, ::4]
         mean = grid.mean((2, 3), keepdims=True, dtype=np.float64).astype(np.float32)
-        return torch.from_numpy(mean).to(x.device)
+        return torch.from_numpy(mean)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3C, H, W): ``x - c``, ``(x - c)^2`` and ``c`` per band, in float32."""
@@ -139,7 +141,7 @@ class BandStatistics(nn.Module):
         consecutive row and column edges (increasing pixel positions), without making the full
         map: rows are summed a block at a time in numpy (a block stays in the CPU's cache;
         torch's reductions over a middle axis are several times slower), in float64."""
-        x = self._check(x).float()
+        x = self._check(x)  # float, or integer pixels (converted below, a block at a time)
         c = self.reference(x)
         rows, cols = np.asarray(row_edges), np.asarray(col_edges)
         n, chans, _, width = x.shape
@@ -152,7 +154,7 @@ class BandStatistics(nn.Module):
             j, size = i + 1, int(lengths[i])
             while j < len(lengths) and lengths[j] == size and (j - i + 1) * size <= per_block:
                 j += 1
-            block = data[:, :, rows[i] : rows[j]] - ref
+            block = (data[:, :, rows[i] : rows[j]] - ref).astype(np.float32, copy=False)
             shape = (n, chans, j - i, size, width)
             strips[:, :chans, i:j] = block.reshape(shape).sum(3, dtype=np.float64)
             np.multiply(block, block, out=block)

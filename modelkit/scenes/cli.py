@@ -93,6 +93,7 @@ def run_map(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from modelkit.scenes.api import map_scene
+
     bars: list = []
 
     def progress(done: int, total: int) -> None:

@@ -97,13 +97,20 @@ def area_weights(spans: np.ndarray, cells: int, per_cell: float) -> torch.Tensor
 
 
 def window_input(run: ModelRun, scaling: Scaling, window: np.ndarray, size: tuple[int, int]):
-    """(1, C, h', w'): the window scaled with the scene's numbers, resized, normalised."""
+    """(1, C, h', w'): the window scaled with the scene's numbers, resized, normalised. A model
+    that sums its own features (``grid_sums``) takes integer pixels as they are when nothing
+    changes them (no scaling, resize or normalisation): it converts them a block at a time."""
     config = scaling.config(run.data_config)
+    identity = not any(config.mean) and all(s == 1 for s in config.std)
+    if (hasattr(run.model, "grid_sums") and window.dtype.kind in "iu" and identity
+            and tuple(window.shape[-2:]) == size and scaling.params is None
+            and scaling.mode == "none"):  # fmt: skip
+        return torch.from_numpy(window)[None]
     x = torch.from_numpy(fill_nonfinite(scaling.to_float(window)))
     if tuple(x.shape[-2:]) != size:
         mode = _INTERPOLATIONS[config.interpolation]
         x = F.resize(x, list(size), interpolation=mode, antialias=True)
-    if any(config.mean) or any(s != 1 for s in config.std):
+    if not identity:
         x = F.normalize(x, list(config.mean), list(config.std))
     return x[None]
 
