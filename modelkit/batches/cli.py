@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from modelkit.errors import ModelkitError
 
@@ -105,12 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     """Run a parsed ``batch`` command: exit status 0, 2 (a mistake, in words) or 130."""
+    return guard(run_batch, args, f"the rows done so far are in {args.out}")
+
+
+def guard(run: Callable[[argparse.Namespace], int], args: argparse.Namespace, kept: str) -> int:
+    """``run(args)`` with exit status 0, 2 for a mistake (its message, no traceback) or 130 when
+    interrupted (``kept`` says where the work done so far is)."""
     try:
-        return run_batch(args)
+        return run(args)
     except ModelkitError as exc:
         print(f"modelkit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"modelkit: interrupted; the rows done so far are in {args.out}. Run the same "
-              "command again to finish.", file=sys.stderr)  # fmt: skip
+        print(f"modelkit: interrupted; {kept}. Run the same command again to finish.",
+              file=sys.stderr)  # fmt: skip
         return 130

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelkit.batches.cli import _indices, add_batch_parser
+from modelkit.batches.cli import _indices, add_batch_parser, guard
 from modelkit.batches.cli import handle as handle_batch
-from modelkit.errors import ModelkitError
 
 
 def add_map_parser(sub) -> None:
@@ -157,15 +156,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "batch":
         return handle_batch(args)
-    try:
-        return run_map(args)
-    except ModelkitError as exc:
-        print(f"modelkit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"modelkit: interrupted; the windows done so far are in {args.out}.parts. Run the "
-            "same command again to finish.",
-            file=sys.stderr,
-        )
-        return 130
+    return guard(run_map, args, f"the windows done so far are in {args.out}.parts")
