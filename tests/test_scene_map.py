@@ -17,7 +17,7 @@ from scene_data import SCENE, bands_head, labelled_tiles, scene_pixels
 
 import modelkit
 from modelkit.config import DataConfig
-from modelkit.scenes.dense import pooled_grid
+from modelkit.scenes.dense import dense_input, pooled_grid
 from modelkit.scenes.export import probability_path
 from modelkit.scenes.run import ModelRun, RunSpec
 from modelkit.scenes.scaling import Scaling
@@ -110,7 +110,8 @@ def test_dense_mode_averages_each_tiles_footprint_on_the_feature_map():
                    None)  # fmt: skip
     window = np.random.default_rng(0).random((1, 104, 96)).astype(np.float32)
     rows, cols = np.array([8, 24, 48, 64]), np.array([0, 16, 40, 56])
-    pooled = pooled_grid(run, Scaling("none"), window, (8, 0), rows, cols, 32)
+    x = dense_input(run, Scaling("none"), window, 32)
+    pooled = pooled_grid(run, x, (8, 0), rows, cols, 32)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             box = window[0, r - 8 : r + 24, c : c + 32].mean()

@@ -116,6 +116,8 @@ def test_no_data_is_nan_the_nodata_value_or_all_bands_zero(tmp_path):
     path = write_scene(tmp_path / "n.tif", DATA[:2], [(42113, "s", 0, "-9999", True)])
     with open_scene(path) as scene:
         assert scene.nodata == -9999.0
+    wrapped = np.full((2, 2, 2), 65536 - 9999, np.uint16)  # what -9999 would wrap to in uint16
+    assert not nodata_mask(wrapped, -9999).any()
 
 
 def test_what_cannot_be_read_by_windows_is_refused_in_words(tmp_path, monkeypatch):
@@ -135,3 +137,8 @@ def test_what_cannot_be_read_by_windows_is_refused_in_words(tmp_path, monkeypatc
         open_scene(buf.getvalue())
     with pytest.raises(ImageReadError, match="does not exist"):
         open_scene(tmp_path / "missing.tif")
+    cut = tmp_path / "cut.tif"  # the first 3 KiB of the example scene: its tags point past them
+    cut.write_bytes(SCENE.read_bytes()[:3000])
+    with pytest.raises(ImageReadError, match="damaged"):
+        with open_scene(cut) as scene:
+            scene.read(0, 512, 0, 512)

@@ -115,22 +115,21 @@ def window_input(run: ModelRun, scaling: Scaling, window: np.ndarray, size: tupl
     return x[None]
 
 
-def pooled_grid(
-    run: ModelRun,
-    scaling: Scaling,
-    window: np.ndarray,
-    origin: tuple[int, int],
-    rows: np.ndarray,
-    cols: np.ndarray,
-    tile: int,
-) -> torch.Tensor:
-    """(tile rows, tile cols, views, Df): each tile's feature map averaged over its footprint."""
+def dense_input(run: ModelRun, scaling: Scaling, window: np.ndarray, tile: int) -> torch.Tensor:
+    """(1, C, h', w') on the model's device: the window resized by the factor its tiles would be
+    (see ``window_input``); made ahead of the model, while the previous window runs."""
     plan = plan_crop(tile, tile, run.data_config)
-    size = (
-        round(window.shape[1] * plan.resized[0] / tile),
-        round(window.shape[2] * plan.resized[1] / tile),
-    )
-    x = run.to_device(window_input(run, scaling, window, size))
+    size = (round(window.shape[1] * plan.resized[0] / tile),
+            round(window.shape[2] * plan.resized[1] / tile))  # fmt: skip
+    return run.to_device(window_input(run, scaling, window, size))
+
+
+def pooled_grid(run: ModelRun, x: torch.Tensor, origin: tuple[int, int], rows: np.ndarray,
+                cols: np.ndarray, tile: int) -> torch.Tensor:  # fmt: skip
+    """(tile rows, tile cols, views, Df): each tile's feature map averaged over its footprint
+    on ``x`` (``dense_input`` of the window whose top-left pixel is ``origin``)."""
+    plan = plan_crop(tile, tile, run.data_config)
+    size = tuple(x.shape[-2:])
     down = footprints(rows, origin[0], tile, plan, 0)
     across = footprints(cols, origin[1], tile, plan, 1)
     model = run.model

@@ -16,6 +16,8 @@ own classifier (softmax in float64, as ``predict``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +43,8 @@ class RunSpec:
     scaling: str
     views: str = "none"
     head_bytes: bytes | None = None
+    head_digest: str | None = None  # the head's weights, classes and setup (its file's bytes
+    # are not stable: safetensors writes its metadata in any order)
 
     def build(self, model_cache=None) -> ModelRun:
         key = model_key(self.model, **self.settings)
@@ -174,7 +178,8 @@ def plan_run(
         setup = head.setup
         want = setup.get("channels") or None
         count = len(want) if want else setup.get("in_chans")
-        if want and max(want) >= scene_bands or not want and count and count != scene_bands:
+        misfit = max(want) >= scene_bands if want else bool(count) and count != scene_bands
+        if misfit:
             what = f"channels {list(want)}" if want else f"{count} bands"
             raise ChannelMismatchError(
                 f"The head was taught on {what}, but the scene has {scene_bands} bands. Map a "
@@ -183,6 +188,8 @@ def plan_run(
             )
         settings = {k: setup[k] for k in KEY_SETTINGS if setup.get(k) is not None}
         settings |= {"device": device, "precision": precision}
+        digest = hashlib.sha256(head.weight.tobytes() + head.bias.tobytes() + json.dumps(
+            [head.classes, head.setup], sort_keys=True).encode()).hexdigest()  # fmt: skip
         spec = RunSpec(
             head.model,
             settings,
@@ -190,6 +197,7 @@ def plan_run(
             setup.get("scaling") or "auto",
             setup.get("views") or "none",
             head.to_bytes(),
+            digest,
         )
         return spec, notes
     if model is None:

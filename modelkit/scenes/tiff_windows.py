@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from modelkit.errors import ImageReadError
 from modelkit.images.limits import check_dtype, fail
+from modelkit.images.read import decoder_reason
 from modelkit.images.tiff import CHANNEL_AXES, check_structure, find_band_names, tifffile_warnings
 
 SEGMENT_BYTES = 256 * 2**20  # one compressed tile or strip decoded must fit in this
@@ -42,14 +44,36 @@ class TiffWindows:
 
     def __init__(self, source: str | os.PathLike | bytes, name: str) -> None:
         self.name = name
+        handle = self._handle(source)
+        try:
+            self._open(handle)
+        except ImageReadError:
+            handle.close()
+            raise
+        except Exception as exc:  # tifffile's complaint about a broken file, in words
+            handle.close()
+            raise fail(name, f"the TIFF data is damaged or incomplete ({decoder_reason(exc)})",
+                       "Check that the file is complete and opens elsewhere.") from exc  # fmt: skip
+
+    def _handle(self, source):
+        """An open file (walked first: a looping chain of pages is refused)."""
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
-            check_structure(data, name)
-            handle = io.BytesIO(data)
-        else:
-            handle = open(Path(source), "rb")  # noqa: SIM115 - closed by close()
+            check_structure(data, self.name)
+            return io.BytesIO(data)
+        handle = open(Path(source), "rb")  # noqa: SIM115 - closed by close()
+        try:
+            if os.fstat(handle.fileno()).st_size < 8:
+                raise fail(self.name, "the file is too short to be a TIFF", "Save it again.")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                check_structure(mapped, name)
+                check_structure(mapped, self.name)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _open(self, handle) -> None:
+        name = self.name
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached = 0

@@ -188,12 +188,23 @@ def _read_whole(data: bytes, name: str) -> Scene:
     return scene
 
 
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """Whether pixels of this dtype can equal ``value`` (-9999 cannot be uint16; NaN is
+    handled on its own)."""
+    if np.isnan(value):
+        return False
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
 def nodata_mask(window: np.ndarray, nodata: float | None) -> np.ndarray:
     """(h, w) True where the pixel is no data: any band NaN, or every band equal to ``nodata``
     or to 0."""
     empty = ~window.any(axis=0)
-    if nodata is not None and nodata != 0 and not np.isnan(nodata):
-        empty |= (window == np.asarray(nodata).astype(window.dtype)).all(axis=0)
+    if nodata is not None and nodata != 0 and _representable(nodata, window.dtype):
+        empty |= (window == np.asarray(nodata, window.dtype)).all(axis=0)
     if window.dtype.kind == "f":
         empty |= np.isnan(window).any(axis=0)
     return empty

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from modelkit.scenes.dense import pooled_grid
+from modelkit.scenes.dense import dense_input, pooled_grid
 from modelkit.scenes.grid import Grid, Window
 from modelkit.scenes.run import ModelRun
 from modelkit.scenes.scaling import Scaling
@@ -73,13 +73,19 @@ class WindowResult:
 
 
 @dataclass
-class Loaded:
-    """A window read: its box, pixels (bands, h, w) and the integral of its no-data mask."""
+class Prepared:
+    """A window read and made ready for the model: its box, cells, the tiles to run (ti, tj:
+    indices in the window), and their inputs (tile batches, or the dense window)."""
 
     window: Window
     box: tuple[int, int, int, int]
-    raw: np.ndarray
-    total: np.ndarray
+    cells: tuple[int, int, int, int]
+    empty: np.ndarray
+    preview: np.ndarray
+    ti: np.ndarray
+    tj: np.ndarray
+    skipped: int
+    inputs: list | torch.Tensor | None
     read_ms: float
 
 
@@ -100,52 +106,64 @@ class Worker:
         self.scene, self.run, self.plan = scene, run, plan
 
     def process(self, window: Window) -> WindowResult:
-        return self.compute(self.load(window))
+        return self.compute(self.prepare(window))
 
-    def load(self, window: Window) -> Loaded:
-        """The window's pixels (with the halo in dense mode) and its no-data counts."""
+    def prepare(self, window: Window) -> Prepared:
+        """Read the window (with the halo in dense mode), find its no-data cells and tiles,
+        and make the model's inputs: everything but the model, so it can run ahead."""
         plan, started = self.plan, time.perf_counter()
         grid = plan.grid
-        box = (
-            window.halo_box(plan.halo, grid.height, grid.width)
-            if plan.mode == "dense"
-            else (window.box)
-        )
+        box = window.box
+        if plan.mode == "dense":
+            box = window.halo_box(plan.halo, grid.height, grid.width)
+        top, _, left, _ = box
         raw = self.scene.read(*box, plan.bands)
         total = _integral(nodata_mask(raw, self.scene.nodata))
-        return Loaded(window, box, raw, total, (time.perf_counter() - started) * 1e3)
-
-    def compute(self, loaded: Loaded) -> WindowResult:
-        """The answers of the window's tiles that hold some data."""
-        grid, window, started = self.plan.grid, loaded.window, time.perf_counter()
-        top, _, left, _ = loaded.box
         cells = grid.cells_inside(window.box)
-        empty, preview = self._cells(loaded.raw, loaded.total, loaded.box, cells)
+        empty, preview = self._cells(raw, total, box, cells)
         rows = grid.rows[window.rows[0] : window.rows[1]]
         cols = grid.cols[window.cols[0] : window.cols[1]]
         t = grid.tile
-        full = _box_counts(
-            loaded.total,
-            (rows - top)[:, None],
-            (rows - top + t)[:, None],
-            (cols - left)[None],
-            (cols - left + t)[None],
-        )
+        full = _box_counts(total, (rows - top)[:, None], (rows - top + t)[:, None],
+                           (cols - left)[None], (cols - left + t)[None])  # fmt: skip
         keep = full < t * t  # a tile of no data only is not computed
         ti, tj = np.nonzero(keep)
-        probs, feats = self._compute(loaded.raw, (top, left), rows, cols, ti, tj)
+        inputs = None
+        if len(ti) and plan.mode == "dense":
+            inputs = dense_input(self.run, plan.scaling, raw, t)
+        elif len(ti):
+            config = self.run.data_config
+            tiles = [plan.scaling.tile_input(raw[:, rows[i] - top : rows[i] - top + t,
+                                                 cols[j] - left : cols[j] - left + t], config)
+                     for i, j in zip(ti, tj, strict=True)]  # fmt: skip
+            inputs = [torch.cat(tiles[k : k + plan.batch_size])
+                      for k in range(0, len(tiles), plan.batch_size)]  # fmt: skip
+        skipped = int(keep.size - keep.sum())
+        return Prepared(window, box, cells, empty, preview, ti, tj, skipped, inputs,
+                        (time.perf_counter() - started) * 1e3)  # fmt: skip
+
+    def compute(self, ready: Prepared) -> WindowResult:
+        """The answers of the window's tiles that hold some data."""
+        started, window, grid = time.perf_counter(), ready.window, self.plan.grid
+        run, plan = self.run, self.plan
+        if ready.inputs is None:
+            probs, feats = np.zeros((0, len(run.classes)), np.float32), None
+        elif plan.mode == "dense":
+            rows = grid.rows[window.rows[0] : window.rows[1]]
+            cols = grid.cols[window.cols[0] : window.cols[1]]
+            maps = pooled_grid(run, ready.inputs, ready.box[::2], rows, cols, grid.tile)
+            pick = (torch.from_numpy(ready.ti), torch.from_numpy(ready.tj))
+            probs, feats = run.pooled(maps[pick], plan.features)
+        else:
+            answers = [run.tiles(batch, plan.features) for batch in ready.inputs]
+            probs = np.concatenate([p for p, _ in answers])
+            feats = np.concatenate([f for _, f in answers]) if plan.features else None
         return WindowResult(
-            window.index,
-            ti + window.rows[0],
-            tj + window.cols[0],
-            probs,
-            None if feats is None else feats.astype(np.float16),
-            cells,
-            empty,
-            preview,
-            int(keep.size - keep.sum()),
-            {"read_ms": loaded.read_ms, "compute_ms": (time.perf_counter() - started) * 1e3},
-        )
+            window.index, ready.ti + window.rows[0], ready.tj + window.cols[0], probs,
+            None if feats is None else feats.astype(np.float16), ready.cells, ready.empty,
+            ready.preview, ready.skipped,
+            {"read_ms": ready.read_ms, "compute_ms": (time.perf_counter() - started) * 1e3},
+        )  # fmt: skip
 
     def _cells(self, raw, total, box, cells):
         """No-data share and centre pixel of each cell whole inside the window."""
@@ -164,34 +182,3 @@ class Worker:
         cx = np.minimum(xs + s // 2, right - 1) - left
         picked = raw[list(self.plan.display)][:, cy][:, :, cx]
         return empty, picked.astype(np.float32)
-
-    def _compute(self, raw, origin, rows, cols, ti, tj):
-        run, plan = self.run, self.plan
-        k = len(run.classes)
-        if len(ti) == 0:
-            return np.zeros((0, k), np.float32), None
-        if plan.mode == "dense":
-            maps = pooled_grid(run, plan.scaling, raw, origin, rows, cols, plan.grid.tile)
-            return run.pooled(maps[torch.from_numpy(ti), torch.from_numpy(tj)], plan.features)
-        t, config = plan.grid.tile, run.data_config
-        probs, feats = [], []
-        for first in range(0, len(ti), plan.batch_size):
-            batch = [
-                plan.scaling.tile_input(
-                    raw[
-                        :,
-                        rows[i] - origin[0] : rows[i] - origin[0] + t,
-                        cols[j] - origin[1] : cols[j] - origin[1] + t,
-                    ],
-                    config,
-                )
-                for i, j in zip(
-                    ti[first : first + plan.batch_size],
-                    tj[first : first + plan.batch_size],
-                    strict=True,
-                )
-            ]
-            p, f = run.tiles(torch.cat(batch), plan.features)
-            probs.append(p)
-            feats.append(f)
-        return np.concatenate(probs), np.concatenate(feats) if plan.features else None
