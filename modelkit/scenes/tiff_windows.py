@@ -23,6 +23,7 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from modelkit.images.tiff import CHANNEL_AXES, check_structure, find_band_names,
 
 SEGMENT_BYTES = 256 * 2**20  # one compressed tile or strip decoded must fit in this
 CACHE_BYTES = 64 * 2**20  # decoded segments kept for the next window
+DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 class TiffWindows:
@@ -75,6 +77,7 @@ class TiffWindows:
     def _open(self, handle) -> None:
         name = self.name
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="modelkit-decode")
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cached = 0
         with tifffile_warnings() as warned:
@@ -188,33 +191,52 @@ class TiffWindows:
         across = math.ceil(page.imagewidth / cols)
         separate = page.planarconfig == 2 and page.samplesperpixel > 1
         planes = sorted({s for _, s in wanted}) if separate else [0]
-        for plane in planes:
-            for r in range(top // rows, (bottom - 1) // rows + 1):
-                for c in range(left // cols, (right - 1) // cols + 1):
-                    segment = plane * down * across + r * across + c
-                    block = self._segment(index, frame, page, segment)  # (h, w, samples)
-                    y0, x0 = r * rows, c * cols
-                    ys = slice(max(top, y0), min(bottom, y0 + block.shape[0]))
-                    xs = slice(max(left, x0), min(right, x0 + block.shape[1]))
-                    if ys.start >= ys.stop or xs.start >= xs.stop:
-                        continue
-                    part = block[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
-                    for i, sample in wanted:
-                        if separate and sample != plane:
-                            continue
-                        out[i, ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] = (
-                            part[..., 0 if separate else sample]
-                        )
+        places = [(plane * down * across + r * across + c, r * rows, c * cols, plane)
+                  for plane in planes for r in range(top // rows, (bottom - 1) // rows + 1)
+                  for c in range(left // cols, (right - 1) // cols + 1)]  # fmt: skip
+        blocks = self._segments(index, frame, page, [place[0] for place in places])
+        for (_, y0, x0, plane), block in zip(places, blocks, strict=True):
+            ys = slice(max(top, y0), min(bottom, y0 + block.shape[0]))
+            xs = slice(max(left, x0), min(right, x0 + block.shape[1]))
+            if ys.start >= ys.stop or xs.start >= xs.stop:
+                continue
+            part = block[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+            for i, sample in wanted:
+                if separate and sample != plane:
+                    continue
+                out[i, ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] = part[
+                    ..., 0 if separate else sample
+                ]
 
-    def _segment(self, page_index: int, frame, page, segment: int) -> np.ndarray:
-        key = (page_index, segment)
+    def _segments(self, page_index: int, frame, page, segments: list[int]) -> list[np.ndarray]:
+        """The decoded (h, w, samples) blocks of these segments: from the cache, or read in
+        file order and decoded on DECODE_THREADS threads (the decoders release the GIL)."""
+        found: dict[int, np.ndarray] = {}
+        raw: dict[int, bytes] = {}
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            for segment in segments:
+                key = (page_index, segment)
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    found[segment] = self._cache[key]
             handle = self.tif.filehandle
-            handle.seek(frame.dataoffsets[segment])
-            raw = handle.read(frame.databytecounts[segment])
+            for segment in sorted(set(segments) - set(found), key=lambda k: frame.dataoffsets[k]):
+                handle.seek(frame.dataoffsets[segment])
+                raw[segment] = handle.read(frame.databytecounts[segment])
+        todo = list(raw)
+        decoded = self._pool.map(lambda k: self._decode(page, k, raw[k]), todo) if len(
+            todo) > 1 else [self._decode(page, k, raw[k]) for k in todo]  # fmt: skip
+        with self._lock:
+            for segment, block in zip(todo, decoded, strict=True):
+                found[segment] = block
+                self._cache[(page_index, segment)] = block
+                self._cached += block.nbytes
+            while self._cached > CACHE_BYTES and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached -= dropped.nbytes
+        return [found[segment] for segment in segments]
+
+    def _decode(self, page, segment: int, raw: bytes) -> np.ndarray:
         args = {}
         if page.compression in (6, 7, 34892, 33007):
             args = {"jpegtables": page.jpegtables, "jpegheader": page.jpegheader}
@@ -228,14 +250,7 @@ class TiffWindows:
             ) from exc
         if decoded is None:  # an empty segment: tifffile's fill value, 0
             decoded = np.zeros(shape, self.dtype)
-        block = decoded.reshape(decoded.shape[-3:])
-        with self._lock:
-            self._cache[key] = block
-            self._cached += block.nbytes
-            while self._cached > CACHE_BYTES and len(self._cache) > 1:
-                _, dropped = self._cache.popitem(last=False)
-                self._cached -= dropped.nbytes
-        return block
+        return decoded.reshape(decoded.shape[-3:])
 
     def _read_raw_rows(self, frame, page, wanted, top, bottom, left, right, out) -> None:
         """Uncompressed strips: the bytes of the window's rows only, a strip at a time."""
@@ -264,4 +279,5 @@ class TiffWindows:
                     ]
 
     def close(self) -> None:
+        self._pool.shutdown()
         self.tif.close()
