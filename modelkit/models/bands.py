@@ -79,7 +79,8 @@ def _cfg(tag: str = "", bands: tuple[str, ...] = (), chans: int = 3) -> Pretrain
 def bands_entries() -> list[dict]:
     """The registry entry: the bare ``bands`` (any bands) and one tag per known band list."""
     cfgs = [_cfg()] + [_cfg(tag, bands, len(bands)) for tag, (bands, _) in TAGS.items()]
-    return [{"name": "bands", "family": FAMILY, "builder": BandStatistics, "cfgs": cfgs}]
+    return [{"name": "bands", "family": FAMILY, "builder": BandStatistics, "cfgs": cfgs,
+             "source": "spectral"}]  # fmt: skip
 
 
 class BandStatistics(nn.Module):
@@ -172,20 +173,22 @@ class BandStatistics(nn.Module):
         pooled = x.double()
         if pooled.ndim == 4:  # a map, or tiles already pooled (1 x 1)
             pooled = pooled.flatten(1) if pooled.shape[-2:] == (1, 1) else pooled.mean((2, 3))
-        c = self.in_chans
+        c, n = self.in_chans, pooled.shape[0]
         d, d2, ref = pooled[:, :c], pooled[:, c : 2 * c], pooled[:, 2 * c :]
         mean = ref + d
-        std = (d2 - d * d).clamp_min(0).sqrt()
-        floor = torch.maximum(mean.abs() * RELATIVE_FLOOR, torch.full_like(mean, FLOOR))
-        out = [mean.clamp_min(FLOOR).log(), torch.maximum(std, floor).log()]
-        for _, a, b in self.indices:
-            total = mean[:, a] + mean[:, b]
-            safe = torch.where(total.abs() > FLOOR, total, torch.ones_like(total))
-            out.append(
-                torch.where(total.abs() > FLOOR, (mean[:, a] - mean[:, b]) / safe, 0.0)[:, None]
-            )
-        features = torch.cat(out, 1).float()
-        return features if pre_logits else self.classifier(features)
+        std = (d2 - d * d).clamp_min_(0).sqrt_()
+        out = torch.empty(n, self.num_features, dtype=torch.float32, device=pooled.device)
+        out[:, :c] = mean.clamp_min(FLOOR).log_()
+        out[:, c : 2 * c] = torch.maximum(
+            std, (mean.abs() * RELATIVE_FLOOR).clamp_min_(FLOOR)
+        ).log_()
+        if self.indices:  # all the normalised differences at once
+            a = mean[:, [i for _, i, _ in self.indices]]
+            b = mean[:, [j for _, _, j in self.indices]]
+            total = a + b
+            ok = total.abs() > FLOOR
+            out[:, 2 * c :] = torch.where(ok, (a - b) / torch.where(ok, total, 1.0), 0.0)
+        return out if pre_logits else self.classifier(out)
 
     def forward(self, x: torch.Tensor):
         if self.features_only:
