@@ -67,7 +67,6 @@ def test_a_thin_strip_is_refused_in_words_with_the_default_tile(tmp_path):
         modelkit.map_scene(path, head=bands_head())
 
 
-@pytest.mark.slow
 def test_thin_strips_map_with_a_thin_tile(tmp_path):
     """1 x 100,000 in strips of one row; each 1-pixel tile is resized to the bands model's 16
     pixels, so the windows are cut across the strip to keep that within memory."""
