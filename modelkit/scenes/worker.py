@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from modelkit.runtime.model_cache import trim_heap
 from modelkit.scenes.dense import dense_input, pooled_grid
 from modelkit.scenes.grid import Grid, Window
 from modelkit.scenes.run import ModelRun
@@ -158,6 +159,8 @@ class Worker:
             answers = [run.tiles(batch, plan.features) for batch in ready.inputs]
             probs = np.concatenate([p for p, _ in answers])
             feats = np.concatenate([f for _, f in answers]) if plan.features else None
+        ready.inputs = None
+        trim_heap()  # the window's arrays were freed in several threads' arenas: give them back
         return WindowResult(
             window.index, ready.ti + window.rows[0], ready.tj + window.cols[0], probs,
             None if feats is None else feats.astype(np.float16), ready.cells, ready.empty,
