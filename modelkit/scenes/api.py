@@ -232,17 +232,17 @@ def map_scene(
 
 
 def _run_local(worker: Worker, windows: list, sink: Callable[[WindowResult], None]) -> None:
-    """Every window through the worker; the next one is read and prepared (tiles cut and
-    preprocessed, or the window resized) while the model runs on this one."""
+    """Every window through the worker; the next one is read (decoded, its no-data found)
+    while this one is prepared and run on this thread."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="modelkit-scene") as ahead:
-        pending = ahead.submit(worker.prepare, windows[0])
+        pending = ahead.submit(worker.read, windows[0])
         for i in range(len(windows)):
             ready = pending.result()
             if i + 1 < len(windows):
-                pending = ahead.submit(worker.prepare, windows[i + 1])
-            sink(worker.compute(ready))
+                pending = ahead.submit(worker.read, windows[i + 1])
+            sink(worker.compute(worker.prepare(ready)))
 
 
 class _Assembly:
@@ -259,6 +259,7 @@ class _Assembly:
             "tiles": 0,
             "tiles_skipped": 0,
             "read_ms": 0.0,
+            "prepare_ms": 0.0,
             "compute_ms": 0.0,
             "blend_ms": 0.0,
         }
@@ -275,7 +276,7 @@ class _Assembly:
         counts["windows"] += 1
         counts["tiles"] += len(result.rows)
         counts["tiles_skipped"] += result.skipped
-        for name in ("read_ms", "compute_ms"):
+        for name in ("read_ms", "prepare_ms", "compute_ms"):
             counts[name] += result.timings.get(name, 0.0)
         counts["blend_ms"] += (time.perf_counter() - started) * 1e3
 
