@@ -195,6 +195,7 @@ def map_scene(
                 fingerprint(
                     source,
                     model=spec.model,
+                    settings=spec.settings,
                     head=spec.head_digest,
                     tile=tile,
                     stride=stride,
