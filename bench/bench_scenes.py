@@ -210,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small scenes, one repeat")
     parser.add_argument("--sizes", default="1024,4096,10000")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     args = parser.parse_args()
     configure_cpu_threads()
     repeats = 1 if args.quick else 3
@@ -225,6 +226,8 @@ def main() -> None:
     for table in tables:
         table.notes.append(f"load average at the start {load[0]:.1f} on {os.cpu_count()} cores")
     print_tables(tables)
+    if args.markdown:
+        args.markdown.write_text("\n".join(table.to_markdown() for table in tables))
 
 
 if __name__ == "__main__":
