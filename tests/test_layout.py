@@ -13,7 +13,7 @@ PACKAGE = ROOT / "modelkit"
 # the stages in data-flow order: a module may import its own stage and the stages before it
 # (__main__ is the command line: an entry point after every stage)
 STAGES = ["errors", "config", "hosting", "images", "models", "runtime", "teach", "explanations",
-          "batches", "app", "__main__"]  # fmt: skip
+          "batches", "scenes", "app", "__main__"]  # fmt: skip
 GRADIO_FREE = {"form", "figures", "exports", "snippet", "runs", "gpu", "compare", "batch_figures",
                "teach_figures", "teach_state", "words", "__init__"}  # fmt: skip
 

@@ -67,8 +67,9 @@ def reference(combos, out: dict) -> None:
     try:
         for model, asset, in_chans, channels in combos:
             image = read_image((ASSETS / asset).read_bytes(), asset)
-            settings = RunSettings.from_form({"model": model, "pretrained": True,
-                                              "in_chans": in_chans, "channels": channels})
+            settings = RunSettings.from_form(
+                {"model": model, "pretrained": True, "in_chans": in_chans, "channels": channels}
+            )
             settings = settings.follow(image)  # as the page does
             kw = dict(use_result_cache=False, model_cache=cache)
             p = engine.predict(image, settings, top_k=1000, **kw)

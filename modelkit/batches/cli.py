@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from modelkit.errors import ModelkitError
 
@@ -22,7 +22,12 @@ def _indices(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m modelkit", description=__doc__.split("\n")[0])
-    sub = top.add_subparsers(dest="command", required=True)
+    add_batch_parser(top.add_subparsers(dest="command", required=True))
+    return top
+
+
+def add_batch_parser(sub) -> None:
+    """The ``batch`` command, on the subparsers of ``python -m modelkit``."""
     p = sub.add_parser("batch", help="embed and classify a folder, a ZIP or files into a table",
                        description="One row per image: file, labels, probabilities, embedding, "
                        "error. Files already in OUT are skipped (rerun to resume).")  # fmt: skip
@@ -48,7 +53,6 @@ def parser() -> argparse.ArgumentParser:
                    help="decoding threads (local) or model actors (ray)")  # fmt: skip
     p.add_argument("--no-cache", action="store_true", help="do not use the result cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return top
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -107,13 +111,23 @@ def run_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    return handle(parser().parse_args(argv))
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run a parsed ``batch`` command: exit status 0, 2 (a mistake, in words) or 130."""
+    return guard(run_batch, args, f"the rows done so far are in {args.out}")
+
+
+def guard(run: Callable[[argparse.Namespace], int], args: argparse.Namespace, kept: str) -> int:
+    """``run(args)`` with exit status 0, 2 for a mistake (its message, no traceback) or 130 when
+    interrupted (``kept`` says where the work done so far is)."""
     try:
-        return run_batch(args)
+        return run(args)
     except ModelkitError as exc:
         print(f"modelkit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"modelkit: interrupted; the rows done so far are in {args.out}. Run the same "
-              "command again to finish.", file=sys.stderr)  # fmt: skip
+        print(f"modelkit: interrupted; {kept}. Run the same command again to finish.",
+              file=sys.stderr)  # fmt: skip
         return 130

@@ -1,7 +1,7 @@
 """create_model: guard -> resolve -> build (and load) -> adapt the stem -> adapt the head -> finish.
 
 Each step is a named function: ``size_guard.check_model_size`` refuses a model too large for
-this server; ``arguments.resolve`` checks the arguments and finds the entry and
+this server; ``request.resolve`` checks the arguments and finds the entry and
 checkpoint; families run as steps (torchvision, EfficientNet-Lite) are built by ``native``, timm
 models by ``timm_factory``; both end with the model's public attributes, its ``model.modelkit``
 record, and ``features_only`` cut by the source's own rule.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from torch import nn
 
 from modelkit.models import native
-from modelkit.models.arguments import random_parts, resolve
 from modelkit.models.features import finish_model
+from modelkit.models.request import random_parts, resolve
 from modelkit.models.size_guard import check_model_size
 
 __all__ = ["create_model", "random_parts"]
@@ -65,6 +65,10 @@ def create_model(
         checkpoint_path=checkpoint_path, pretrained_cfg_overlay=pretrained_cfg_overlay,
         in_chans_init=in_chans_init, rgb_channels=rgb_channels, kwargs=kwargs,
     )  # fmt: skip
+    if request.entry.source == "spectral":  # "bands": statistics, no network, no weights
+        from modelkit.models.bands import create_bands_model, to_features
+
+        return finish_model(create_bands_model(request), features_only, out_indices, to_features)
     if request.entry.source == "timm":  # timm builds, loads and adapts in its own way
         from modelkit.models.timm_factory import create_timm_model, to_timm_features
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from modelkit.config import DataConfig, PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, WeightsLoadError
-from modelkit.models.arguments import ModelRequest, check_reset, random_parts
+from modelkit.models.arguments import check_reset
 from modelkit.models.features import (
     FeatureInfo,
     FeaturesMixin,
@@ -39,6 +39,7 @@ from modelkit.models.pretrained import (
     set_conv_in_chans,
 )
 from modelkit.models.record import ModelRecord, swap_class
+from modelkit.models.request import ModelRequest, random_parts
 
 
 class ClassifierMixin(StepsMixin):

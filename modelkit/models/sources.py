@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 from modelkit.models import efficientnet_lite
+from modelkit.models.bands import bands_entries
 from modelkit.models.features import FamilySpec
 from modelkit.models.torchvision import torchvision_entries
 
@@ -44,7 +45,9 @@ def _timm_entries() -> list[dict]:
 # (source name, entries); registered at the first look-up
 SOURCES = (("torchvision", torchvision_entries), ("efficientnet_lite", efficientnet_lite_entries))
 # name prefix -> (source name, entries); registered only when a name or pattern reaches the prefix
-LAZY_SOURCES = {"timm/": ("timm", _timm_entries)}
+# ("bands", statistics without a network, joins on first reach too: the built-in networks stay
+# the eager set that sweeps and shipped sizes cover)
+LAZY_SOURCES = {"timm/": ("timm", _timm_entries), "bands": ("spectral", bands_entries)}
 
 
 def all_entries() -> list[dict]:

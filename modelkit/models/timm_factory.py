@@ -19,10 +19,11 @@ from torch import nn
 
 from modelkit.config import PretrainedCfg, data_config_for
 from modelkit.errors import ConfigError, ModelkitError
-from modelkit.models.arguments import ModelRequest, check_reset, random_parts
+from modelkit.models.arguments import check_reset
 from modelkit.models.features import FeatureInfo, check_fixed_size, resolve_out_indices
 from modelkit.models.pretrained import head_note
 from modelkit.models.record import ModelRecord, swap_class
+from modelkit.models.request import ModelRequest, random_parts
 from modelkit.models.timm_loading import build as build_timm
 from modelkit.models.timm_loading import load_pretrained_timm, paths, settings
 from modelkit.models.timm_source import levels_of, timm_name

@@ -36,9 +36,9 @@ from modelkit.models.arguments import (
     check_in_chans_init,
     check_num_classes,
     check_pool_fits,
-    random_parts,
 )
 from modelkit.models.registry import get_pretrained_cfg, split_name
+from modelkit.models.request import random_parts
 from modelkit.runtime.backends.names import check_backend
 from modelkit.runtime.device import DEVICES, PRECISIONS, resolve_device, resolve_precision
 from modelkit.runtime.model_cache import ModelCache, ModelKey
@@ -143,8 +143,10 @@ class RunSettings:
         (a device or precision this machine cannot give is refused here)."""
         device = resolve_device(self.device)
         if self.precision == "int8" and device.type != "cpu":
-            raise ConfigError(f"precision='int8' runs on the CPU only; this run's device is "
-                              f"{device.type}. Choose device='cpu', or precision='fp32'.")
+            raise ConfigError(
+                f"precision='int8' runs on the CPU only; this run's device is "
+                f"{device.type}. Choose device='cpu', or precision='fp32'."
+            )
         # int8 is the compiled graph's: the model cache holds the fp32 model it is made from
         torch_precision = "fp32" if self.precision == "int8" else self.precision
         resolve_precision(torch_precision, device)
@@ -175,7 +177,7 @@ class RunSettings:
         }
 
     def random_parts(self, with_head: bool = True) -> list[str]:
-        """The parts a build draws at random (nothing is seeded; see models.arguments)."""
+        """The parts a build draws at random (nothing is seeded; see models.request)."""
         return random_parts(self.name, self.pretrained, self.num_classes, self.in_chans,
                             self.in_chans_init, with_head=with_head)  # fmt: skip
 
