@@ -291,7 +291,7 @@ class _Assembly:
         georef = scene.georef
         transform = georef.scaled(self.grid.stride) if georef is not None else None
         classes = run.classes
-        notes = list(scene.notes) + notes
+        notes = list(scene.notes) + notes + [f"Compiled runtime: {n}" for n in run.notes]
         if run.head is None:
             notes.append(
                 f"These are '{run.spec.model}''s own classes (e.g. ImageNet): on a "

@@ -141,7 +141,7 @@ def pooled_grid(run: ModelRun, x: torch.Tensor, origin: tuple[int, int], rows: n
         views = []
         for name in run.views:
             turn, back = _VIEWS[name]
-            maps = back(model.forward_features(turn(x)))[0].float()
+            maps = back(run.serve("trunk", turn(x)))[0].float()
             wr = area_weights(down, maps.shape[1], size[0] / maps.shape[1]).to(maps.device)
             wc = area_weights(across, maps.shape[2], size[1] / maps.shape[2]).to(maps.device)
             views.append(torch.einsum("ri,dij,cj->rcd", wr, maps, wc))

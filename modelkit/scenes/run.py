@@ -25,6 +25,7 @@ import torch
 from modelkit.errors import ChannelMismatchError, ConfigError
 from modelkit.runtime.device import autocast, prepare_input, resolve_precision
 from modelkit.runtime.embeddings import VIEW_SETS, pooled
+from modelkit.runtime.serving import server
 from modelkit.runtime.settings import RunSettings
 from modelkit.teach.head import TrainedHead, as_head
 
@@ -70,6 +71,7 @@ class ModelRun:
 
     def __post_init__(self) -> None:
         self.views = VIEW_SETS[self.spec.views] if self.head is not None else ("identity",)
+        self.backend, self.notes = "torch", []  # who served the passes (serve), and why
 
     @property
     def data_config(self):
@@ -90,12 +92,29 @@ class ModelRun:
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         return prepare_input(x, self.device)
 
+    def serve(self, output: str, x: torch.Tensor):
+        """``output`` ("logits", "pooled", "trunk") of a batch, from torch or a compiled graph
+        where the run's settings ask for one (runtime.serving); inside ``running()``."""
+        key = self.spec.settings.model_key()
+        serve, runner = server(self.spec.settings, key, self.model, output, x)
+        out = serve(x)
+        if runner is not None:
+            self.backend = runner.backend
+            self.notes += [n for n in runner.notes if n not in self.notes]
+        return out
+
     def tiles(self, x: torch.Tensor, want_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities (N, K), pooled features (N, D) or None) of preprocessed tiles."""
         with self.running():
             x = self.to_device(x)
             if self.head is not None:
-                return self._head_answer(pooled(self.model, x, self.views), want_features)
+                vectors = pooled(self.model, x, self.views, lambda t: self.serve("pooled", t))
+                return self._head_answer(vectors, want_features)
+            if self.spec.settings.compiles(self.device) and not hasattr(self.model, "grid_sums"):
+                logits = self.serve("logits", x).float().cpu().double()
+                probs = torch.softmax(logits, -1).numpy().astype(np.float32)
+                feats = self.serve("pooled", x).float().cpu().numpy() if want_features else None
+                return probs, feats
             return self._own_answer(self.model.forward_features(x), want_features)
 
     def pooled(
