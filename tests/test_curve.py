@@ -32,9 +32,10 @@ def _curve(x, y, seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_where_more_examples_help_it_says_so(seed):
     curve = _curve(*blobs(20, 64, 2.5, seed=seed), seed)
-    # measured (seeds 0-2): 83.5 -> 87.3 %, 74.1 -> 82.6 %, 90.1 -> 94.9 %
+    # measured (seeds 0-2): 81.2 -> 85.3 %, 71.3 -> 81.0 %, 88.7 -> 94.8 %
     assert curve["helps"] and curve["expected"] >= curve["now"] + 0.03
     assert curve["low"] <= curve["expected"] <= curve["high"] + 1e-9
+    assert curve["now"] == curve["points"][-1]["mean"]  # the head's own accuracy
     assert curve["more"] == 20 and curve["enough_points"]
     means = [p["mean"] for p in curve["points"]]
     assert means[-1] > means[0]  # the subsets learnt less
@@ -44,7 +45,7 @@ def test_where_more_examples_help_it_says_so(seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_where_the_classes_overlap_more_examples_are_unlikely_to_help(seed):
     curve = _curve(*blobs(100, 2, 2.0, classes=2, seed=seed), seed)
-    # measured (seeds 0-2): 62.7, 94.0 and 92.5 %, each flat within a point
+    # measured (seeds 0-2): 63.5, 94.0 and 93.0 %, each flat within a point
     assert not curve["helps"] and curve["expected"] - curve["now"] < FLAT
 
 

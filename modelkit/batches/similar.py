@@ -1,6 +1,7 @@
 """``similar``: the look-alikes of an image in a Batch table (or of a row of any embeddings).
 
     similar(query, table_or_embeddings, k=10) -> [{"index", "name", "distance"}]
+    table_embeddings(table) -> (rows, (M, D) float32)    the rows that have an embedding
 
 ``table_or_embeddings``: a Batch table (pyarrow, its ``embedding`` column; rows with an error
 have none and are skipped), a BatchResult, a Parquet file written by ``batch``, or an (N, D)
@@ -52,6 +53,17 @@ def _blocks(column: pa.ChunkedArray):
         start += len(chunk)
 
 
+def table_embeddings(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a Batch table that have an embedding, and those embeddings (M, D)."""
+    if "embedding" not in table.column_names:
+        raise ConfigError("This table has no embeddings: run the batch with embeddings "
+                          "(what= includes 'embeddings').")  # fmt: skip
+    parts = list(_blocks(table.column("embedding")))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    return np.concatenate([r for r, _ in parts]), np.concatenate([v for _, v in parts])
+
+
 def _query_row(query, table: pa.Table, count: int) -> int | None:
     if isinstance(query, str):
         files = table.column("file").to_pylist() if "file" in table.column_names else []
@@ -90,8 +102,7 @@ def similar(query, table_or_embeddings, k: int = 10) -> list[dict]:
         return [{"index": int(i), "name": None, "distance": float(d)}
                 for i, d in zip(indices, distances, strict=True)]  # fmt: skip
     if "embedding" not in table.column_names:
-        raise ConfigError("This table has no embeddings: run the batch with embeddings "
-                          "(what= includes 'embeddings').")  # fmt: skip
+        table_embeddings(table)  # says what is missing
     column = table.column("embedding")
     row = _query_row(query, table, table.num_rows)
     skip = np.zeros(table.num_rows, bool)

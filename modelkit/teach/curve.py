@@ -9,11 +9,12 @@ class); each is cross-validated with the head's own regularisation ``C`` (the fo
 grid, no refit). The full set's point is the head's own out-of-fold ``accuracy``. A point's x is
 the number of examples per class a fold was trained on. Fitted: an inverse power law
 ``acc(n) = a - b * n ** -c`` (a <= 1, b >= 0, c on a grid from 0.1 to 2; for each c, a and b by
-least squares), to the subsets' mean accuracies. Its uncertainty: the same fit on BOOTSTRAP
-draws (each fraction's repeats resampled, the full point jittered by its binomial standard
-error); ``low`` and ``high`` are the 10th and 90th percentiles of the accuracy with twice as
-many examples. When the fitted gain from twice as many examples is under FLAT (1 point), more
-examples are unlikely to help much (``helps`` is False).
+least squares), to the subsets' mean accuracies. The gain from twice the examples per class is
+the curve's rise from the full set's x to twice it; ``expected`` is today's out-of-fold accuracy
+plus that gain (so it compares with the accuracy the page shows). Its uncertainty: the same fit
+on BOOTSTRAP draws (each fraction's repeats resampled, the full point jittered by its binomial
+standard error); ``low`` and ``high`` add the 10th and 90th percentiles of the gain. When the
+gain is under FLAT (1 point), more examples are unlikely to help much (``helps`` is False).
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def estimate_curve(
 
     Returns:
         dict: ``points`` [{fraction, per_class, trained_per_class, accuracies, mean, std}],
-        ``fit`` {a, b, c}, ``per_class`` (examples per class now), ``now`` (the curve there),
-        ``more`` (examples per class to add: as many again), ``expected``, ``low``, ``high``
-        (accuracy with them; 10th-90th percentile), ``helps``, ``enough_points``, ``seconds``.
+        ``fit`` {a, b, c}, ``per_class`` (examples per class now), ``now`` (today's accuracy),
+        ``more`` (examples per class to add: as many again), ``gain``, ``expected``, ``low``,
+        ``high`` (accuracy with them; 10th-90th percentile), ``helps``, ``enough_points``,
+        ``seconds``.
     """
     start = time.perf_counter()
     y = np.asarray(y, np.int64)
@@ -144,13 +146,15 @@ def estimate_curve(
     points.append(_point(1.0, y, folds, [float(accuracy)]))
     out = {"points": points, "per_class": _per_class(y), "more": int(round(_per_class(y))),
            "enough_points": len(points) >= MIN_POINTS}  # fmt: skip
-    out.update(_extrapolate(points, len(y), _per_class(y), rng))
+    out.update(_extrapolate(points, len(y), rng))
     out["seconds"] = time.perf_counter() - start
     return out
 
 
-def _extrapolate(points: list[dict], n: int, n_now: float, rng: np.random.Generator) -> dict:
-    """The fit through the points, its value now and at twice the examples, with a bootstrap."""
+def _extrapolate(points: list[dict], n: int, rng: np.random.Generator) -> dict:
+    """The gain the fitted curve gives from twice the examples, added to today's accuracy, with
+    its bootstrap percentiles. Both sides are cross-validated: a fold of twice the examples
+    trains on twice as many."""
     x = np.array([p["trained_per_class"] for p in points])
     params = fit_power_law(x, [p["mean"] for p in points])[0]
     full = points[-1]["mean"]
@@ -161,9 +165,10 @@ def _extrapolate(points: list[dict], n: int, n_now: float, rng: np.random.Genera
         draws[:, j] = accs[rng.integers(0, len(accs), (BOOTSTRAP, len(accs)))].mean(1)
     draws[:, -1] = np.clip(rng.normal(full, se, BOOTSTRAP), 0, 1)
     boot = fit_power_law(x, draws)
-    gain = np.clip(predict(boot, 2 * n_now) - predict(boot, n_now), 0, None)
-    now, expected = (float(predict(params, n)[0]) for n in (n_now, 2 * n_now))
-    low, high = (float(g) for g in np.percentile(gain, [10, 90]))
+    gains = np.clip(predict(boot, 2 * x[-1]) - predict(boot, x[-1]), 0, None)
+    gain = max(float(predict(params, 2 * x[-1])[0] - predict(params, x[-1])[0]), 0.0)
+    low, high = (float(g) for g in np.percentile(gains, [10, 90]))
     return {"fit": {"a": float(params[0]), "b": float(params[1]), "c": float(params[2])},
-            "now": now, "expected": expected, "low": min(1.0, now + low),
-            "high": min(1.0, now + high), "helps": expected - now >= FLAT}  # fmt: skip
+            "now": full, "gain": gain, "expected": min(1.0, full + gain),
+            "low": min(1.0, full + low), "high": min(1.0, full + high),
+            "helps": gain >= FLAT}  # fmt: skip
