@@ -55,7 +55,7 @@ def test_teach_shows_the_planted_mistakes_first(planted):
     # measured: the two planted tiles first (scores 0.15 and 0.18), then one grass tile (0.23)
     assert {i["name"].split("/")[-1] for i in issues[:2]} == set(PLANTED)
     assert {i["suggested"] for i in issues[:2]} == {"grass", "gravel"}  # their true classes
-    assert cards[0][1] == f"labelled {issues[0]['given']}, looks like {issues[0]['suggested']}"
+    assert cards[0][1] == f"{issues[0]['given']} ► {issues[0]['suggested']}"
     assert len(head.example_names) == 24
     # the learning curve, in words, under the answer
     assert re.search(r"more examples? per class\*\* would bring it|unlikely to help", answer)
@@ -133,3 +133,18 @@ def test_batch_suggests_what_to_label_and_shows_look_alikes(planted):
     with_head = batch_label.on_next(taught, out[7])
     assert not _failed(with_head) and "typical" in with_head[2]  # 8 per class: not yet margin
     assert "Run a folder first" in _failed(batch_label.on_next(None, None))
+
+
+def test_the_learning_curve_and_the_issues_are_said_in_plain_words():
+    from modelkit.app.words import curve_sentence, issues_title
+
+    helps = {"enough_points": True, "helps": True, "more": 20, "expected": 0.9, "low": 0.86,
+             "high": 0.93}  # fmt: skip
+    assert curve_sentence(helps) == ("About **20 more examples per class** would bring it to "
+                                     "about **90 %** (likely between 86 % and 93 %).")  # fmt: skip
+    flat = {**helps, "helps": False, "expected": 0.95}
+    assert curve_sentence(flat).startswith("More examples of these classes are unlikely to help")
+    assert "too few examples" in curve_sentence({"enough_points": False})
+    assert curve_sentence({}) == ""
+    assert issues_title(1, 1).startswith("This 1 example may be labelled wrong")
+    assert "showing 24" in issues_title(30, 24) and issues_title(0, 0).startswith("No example")

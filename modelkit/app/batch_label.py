@@ -9,6 +9,7 @@ import gradio as gr
 
 from modelkit.app import label_state, words
 from modelkit.app.guard import guarded, status
+from modelkit.app.label_page import CARDS
 from modelkit.batches.similar import similar
 from modelkit.errors import ConfigError
 
@@ -52,13 +53,13 @@ def build(rows: gr.Dataframe, state: gr.State, head: gr.State) -> None:
         with gr.Column():
             ask = gr.Button("Which images should I label next?", elem_id="mk-batch-next")
             note = gr.Markdown(elem_id="mk-batch-next-note")
-            suggested = gr.Gallery(show_label=False, columns=4, height=200, allow_preview=False,
-                                   elem_id="mk-batch-suggestions")  # fmt: skip
+            suggested = gr.Gallery(columns=4, height=200, elem_id="mk-batch-suggestions",
+                                   **CARDS)  # fmt: skip
         with gr.Column():
             alike_note = gr.Markdown("Click a row of the table to see the images that look "
                                      "most like it.", elem_id="mk-batch-alike-note")  # fmt: skip
-            alike = gr.Gallery(show_label=False, columns=4, height=200, allow_preview=False,
-                               elem_id="mk-batch-alike")  # fmt: skip
+            alike = gr.Gallery(columns=4, height=200, elem_id="mk-batch-alike",
+                               **CARDS)  # fmt: skip
     private = dict(api_visibility="private")
     ask.click(on_next, [state, head], [status(), suggested, note], **private)
     rows.select(on_look_alike, state, [status(), alike, alike_note], **private)

@@ -18,6 +18,9 @@ from modelkit.app.setup_form import FILE_TYPES
 from modelkit.errors import ConfigError
 from modelkit.runtime.settings import RunSettings
 
+# galleries of a few cards: small squares with their captions, however few there are
+CARDS = dict(show_label=False, allow_preview=False, fit_columns=False, object_fit="contain")
+
 
 @dataclass
 class IssuesBlock:
@@ -148,8 +151,8 @@ def build_issues() -> IssuesBlock:
     """The gallery of examples whose labels look wrong, hidden until teaching finds some."""
     with gr.Column(visible=False, elem_id="mk-teach-issues-box") as box:
         title = gr.Markdown(elem_id="mk-teach-issues-title")
-        gallery = gr.Gallery(show_label=False, columns=8, height=200, allow_preview=False,
-                             elem_id="mk-teach-issues")  # fmt: skip
+        gallery = gr.Gallery(columns=8, height=200, elem_id="mk-teach-issues",
+                             **CARDS)  # fmt: skip
         with gr.Row():
             move = gr.Button("Move it to the class it looks like", size="sm", interactive=False,
                              elem_id="mk-teach-issue-move")  # fmt: skip
@@ -181,8 +184,8 @@ def build_next(items: gr.State, head: gr.State, form_inputs: list, model_work: d
                             scale=3, elem_id="mk-teach-waiting")  # fmt: skip
             ask = gr.Button("Which should I label next?", scale=1, elem_id="mk-teach-suggest")
         note = gr.Markdown(elem_id="mk-teach-suggest-note")
-        gallery = gr.Gallery(show_label=False, columns=8, height=180, allow_preview=False,
-                             elem_id="mk-teach-suggestions")  # fmt: skip
+        gallery = gr.Gallery(columns=8, height=180, elem_id="mk-teach-suggestions",
+                             **CARDS)  # fmt: skip
         with gr.Row():
             cls = gr.Dropdown(label="Its class (pick or type)", choices=[], scale=2,
                               allow_custom_value=True, elem_id="mk-teach-give-class")  # fmt: skip

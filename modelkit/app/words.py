@@ -168,13 +168,14 @@ def issues_title(count: int, shown: int) -> str:
     if not count:
         return "No example looks labelled wrong."
     what = f"{count} example{'s' * (count != 1)} may be"
-    more = f" (showing {shown})" if shown < count else ""
-    return f"{'These' if count > 1 else 'This'} {what} labelled wrong{more}"
+    more = f", showing {shown}" if shown < count else ""
+    return (f"{'These' if count > 1 else 'This'} {what} labelled wrong (its class ► the class "
+            f"it looks like{more})")  # fmt: skip
 
 
 def issue_caption(issue: dict) -> str:
-    """One example whose label looks wrong: its class, and the class it looks like."""
-    return f"labelled {issue['given']}, looks like {issue['suggested']}"
+    """One example whose label looks wrong: its class ► the class it looks like."""
+    return f"{issue['given']} ► {issue['suggested']}"
 
 
 WHY_THESE = {
