@@ -16,6 +16,7 @@ Table 3: label issues on digits with 10 % of the labels flipped: precision at th
 against "predicted != given" ranked the same way, and cleanlab's ``find_label_issues`` (when
 importable) on the same out-of-fold probabilities.
 Table 4: ``estimate_curve`` on 400 examples x 1280 features x 4 classes beside ``fit_probe``.
+Table 5: one ``suggest`` call on a scene map's scale (``--rows`` float16 cells on a grid).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from modelkit.teach.curve import estimate_curve  # noqa: E402
 from modelkit.teach.fit import fit_probe  # noqa: E402
 from modelkit.teach.issues import find_label_issues, quality  # noqa: E402
 from modelkit.teach.neighbours import nearest  # noqa: E402
+from modelkit.teach.suggest import suggest  # noqa: E402
 
 BUDGETS = (10, 20, 30, 50, 100, 150, 200)
 STRATEGIES = ("random", "typical", "margin", "auto")
@@ -65,6 +67,34 @@ def suggestion_table(seeds: int) -> Table:
         f"mean over {seeds} seeds; 'margin' and 'auto' use the probabilities of the "
         "classifier taught on the labels so far (typical until it has two classes)"
     )
+    return table
+
+
+def suggest_cost_table(rows: int, dims: int) -> Table:
+    """What one call costs on a scene map's scale: float16 cell embeddings, a grid."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, dims))
+    x = (centres[rng.integers(0, 40, rows)] + rng.normal(size=(rows, dims))).astype(np.float16)
+    probabilities = rng.dirichlet(np.ones(5), rows)
+    grid = np.stack(np.divmod(np.arange(rows), int(np.sqrt(rows))), 1)
+    labelled = rng.choice(rows, 30, replace=False)
+    suggest(x[:2000], 5)  # imports and thread pools, outside the timing
+    size = f"{rows:,} cells x {dims} float16 ({x.nbytes / 2**20:.0f} MiB)"
+    table = Table(f"suggest(n=10) over {size}",
+                  ["strategy", "seconds", "peak extra MiB", "closest two picks (cells)"],
+                  formats={"seconds": ".2f", "peak extra MiB": ".0f"})  # fmt: skip
+    for strategy in ("typical", "margin"):
+        tracemalloc.start()
+        start = time.perf_counter()
+        picks = suggest(x, 10, labelled=labelled, probabilities=probabilities, positions=grid,
+                        strategy=strategy).indices  # fmt: skip
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        cells = grid[picks]
+        gaps = np.abs(cells[:, None] - cells[None]).max(-1) + np.eye(len(picks), dtype=int) * 10**6
+        table.add(strategy, seconds, peak, int(gaps.min()))
+    table.meaning = "min_cells=2: no two picks are neighbours on the grid"
     return table
 
 
@@ -265,13 +295,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--hnsw-rows", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip", default="", help="comma-separated: suggest,search,issues,curve")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: suggest,cost,search,issues,curve"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     skip = set(args.skip.split(","))
     tables = []
     if "suggest" not in skip:
         tables.append(suggestion_table(args.seeds))
+    if "cost" not in skip:
+        tables.append(suggest_cost_table(args.rows, args.dims))
     if "search" not in skip:
         tables.append(search_table(args.rows, args.dims, args.queries, args.hnsw_rows))
     if "issues" not in skip:

@@ -40,6 +40,7 @@ PCA_DIMS = 64  # typical: k-means and typicality on at most this many principal 
 KNN = 20  # typicality: neighbours whose mean distance says how dense an item's place is
 MAX_CLUSTER_ROWS = 2000  # typicality in a larger cluster is measured on a sample of this size
 MIN_CLUSTER = 5  # smaller clusters are picked from only when no larger one is left
+CHUNK = 8192  # rows normalised at a time (a map's float16 embeddings are never copied whole)
 NO_HEAD = (
     "No classes taught yet: these are typical examples of the groups your labels do not "
     "cover. Once classes are taught, the examples it is least sure of come next."
@@ -126,7 +127,7 @@ def suggest(
     count = len(vectors)
     done = _mask(labelled, count, "labelled")
     free = ~done if candidates is None else _mask(candidates, count, "candidates") & ~done
-    finite = np.isfinite(vectors).all(1)
+    finite = _finite(vectors)
     free &= finite
     if probabilities is not None:
         probabilities = np.asarray(probabilities, np.float64)
@@ -142,7 +143,7 @@ def suggest(
     if used == "random":
         picks = np.random.default_rng(seed).permutation(np.flatnonzero(free))[:n]
     elif used == "margin":
-        picks = _margin(normalised(vectors), probabilities, free, n, min_distance, spread)
+        picks = _margin(vectors, probabilities, free, n, min_distance, spread)
     else:
         picks = _typical(vectors, done & finite, free, n, spread, seed)
     if len(picks) < n:
@@ -170,21 +171,23 @@ class _Spread:
         self.picked.append(int(i))
 
 
-def _margin(unit, probabilities, free, n, min_distance, spread) -> list[int]:
+def _margin(vectors, probabilities, free, n, min_distance, spread) -> list[int]:
     top = np.sort(probabilities, axis=1)[:, ::-1]
     margin = top[:, 0] - (top[:, 1] if top.shape[1] > 1 else 0)
     order = np.flatnonzero(free)[np.argsort(margin[free], kind="stable")]
     if min_distance is None:
-        min_distance = nearest_distance(unit[order[: 4 * MAX_CLUSTER_ROWS]])
+        min_distance = nearest_distance(normalised(vectors[order[: 4 * MAX_CLUSTER_ROWS]]))
     picks: list[int] = []
+    chosen: list[np.ndarray] = []  # the picks' unit vectors
     for i in order:
         if len(picks) == n:
             break
-        if picks and min_distance > 0:
-            if (1 - unit[picks] @ unit[i]).min() < min_distance:
-                continue
+        unit = normalised(vectors[i : i + 1])[0]
+        if chosen and min_distance > 0 and (1 - np.stack(chosen) @ unit).min() < min_distance:
+            continue
         if spread.allows(i):
             picks.append(int(i))
+            chosen.append(unit)
             spread.add(i)
     return picks
 
@@ -199,17 +202,26 @@ def nearest_distance(unit: np.ndarray, sample: int = MAX_CLUSTER_ROWS) -> float:
     return float(np.median(distances.min(1)))
 
 
-def _reduced(vectors: np.ndarray, seed: int) -> np.ndarray:
-    """Unit vectors on at most PCA_DIMS principal components (fitted on a sample)."""
-    unit = normalised(vectors)
-    if unit.shape[1] <= PCA_DIMS:
-        return unit
+def _reduced(vectors: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+    """The rows as unit vectors on at most PCA_DIMS principal components (fitted on a sample of
+    10,000), computed CHUNK rows at a time: no full-size copy of the embeddings is made."""
+    if vectors.shape[1] <= PCA_DIMS:
+        return normalised(vectors[rows])
     from sklearn.decomposition import PCA
 
-    rng = np.random.default_rng(seed)
-    sample = unit[rng.permutation(len(unit))[:10_000]]
-    pca = PCA(min(PCA_DIMS, len(sample)), svd_solver="randomized", random_state=seed).fit(sample)
-    return normalised(pca.transform(unit))
+    sample = np.sort(np.random.default_rng(seed).permutation(rows)[:10_000])
+    pca = PCA(min(PCA_DIMS, len(sample)), svd_solver="randomized", random_state=seed)
+    pca.fit(normalised(vectors[sample]))
+    out = np.empty((len(rows), pca.n_components_), np.float32)
+    for first in range(0, len(rows), CHUNK):
+        out[first : first + CHUNK] = pca.transform(normalised(vectors[rows[first : first + CHUNK]]))
+    return normalised(out)
+
+
+def _finite(vectors: np.ndarray) -> np.ndarray:
+    """(N,) True where a row has only finite numbers (checked CHUNK rows at a time)."""
+    return np.concatenate([np.isfinite(vectors[first : first + CHUNK]).all(1)
+                           for first in range(0, len(vectors), CHUNK)])  # fmt: skip
 
 
 def _clusters(points: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -235,7 +247,7 @@ def typicality(points: np.ndarray, knn: int = KNN) -> np.ndarray:
 
 def _typical(vectors, done, free, n, spread, seed) -> list[int]:
     usable = np.flatnonzero(free | done)
-    points = _reduced(vectors[usable], seed)
+    points = _reduced(vectors, usable, seed)
     k = int(min(done.sum() + n, MAX_CLUSTERS, len(usable)))
     cluster = _clusters(points, k, seed)
     rng = np.random.default_rng(seed)
