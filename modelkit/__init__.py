@@ -8,9 +8,9 @@ file (``modelkit.read_image``) never imports torch. Where each name lives, in da
              get_pretrained_cfg,
              register_model, create_model, model_info, adapt_input_conv, FeatureInfo
     runtime  RunSettings, predict, features, embeddings
-    teach    train_head, load_head, TrainedHead
+    teach    train_head, load_head, TrainedHead, suggest
     explanations explain, Explanation
-    batches  batch, BatchResult (python -m modelkit batch: the command line)
+    batches  batch, BatchResult (python -m modelkit batch: the command line), similar
     scenes   map_scene, SceneMap (python -m modelkit map: the command line)
     errors   ModelkitError and its family;  config  PretrainedCfg, DataConfig
 """
@@ -58,10 +58,12 @@ _EXPORTS = {
     "train_head": "modelkit.teach.train",
     "load_head": "modelkit.teach.head",
     "TrainedHead": "modelkit.teach.head",
+    "suggest": "modelkit.teach.suggest",
     "batch": "modelkit.batches.job",
     "BatchResult": "modelkit.batches.job",
     "map_scene": "modelkit.scenes.api",
     "SceneMap": "modelkit.scenes.scene_map",
+    "similar": "modelkit.batches.similar",
     "explain": "modelkit.explanations.api",
     "Explanation": "modelkit.explanations.api",
 }

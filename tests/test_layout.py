@@ -15,7 +15,7 @@ PACKAGE = ROOT / "modelkit"
 STAGES = ["errors", "config", "hosting", "images", "models", "runtime", "teach", "explanations",
           "batches", "scenes", "app", "__main__"]  # fmt: skip
 GRADIO_FREE = {"form", "figures", "exports", "snippet", "runs", "gpu", "compare", "batch_figures",
-               "teach_figures", "teach_state", "words", "__init__"}  # fmt: skip
+               "teach_figures", "teach_state", "words", "label_state", "__init__"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:

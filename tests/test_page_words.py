@@ -132,7 +132,7 @@ def test_the_wrong_examples_are_counted_before_the_gallery_is_cut(tmp_path, monk
     """90 wrong and 24 shown: the label says 90 (it said 24 once)."""
     from modelkit.teach.head import TrainedHead
 
-    def taught(examples, settings, augment, progress=None):
+    def taught(examples, settings, augment, progress=None, curve=False):
         wrong = [{"index": i % len(examples.labels), "name": "x", "true": "a", "predicted": "b",
                   "probability": 0.6} for i in range(90)]  # fmt: skip
         return TrainedHead(["brick", "grass", "gravel"], np.zeros((3, 4)), np.zeros(3),

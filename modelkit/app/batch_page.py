@@ -1,6 +1,7 @@
 """The task "Run a whole folder": a ZIP of images (or the example) and one button; the answer in
-one sentence, then a table (one row per file), Parquet and CSV downloads, and a map of which
-images look alike, coloured by class or folder. Once classes are taught, they are what the
+one sentence, then a table (one row per file), Parquet and CSV downloads, which images to label
+next and a row's look-alikes (``batch_label``), and a map of which images look alike, coloured
+by class or folder. Once classes are taught, they are what the
 folder gets (the taught head's settings win); else the model's own, with the model's input
 following the folder's first image."""
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from modelkit.app import batch_figures, runs, words
+from modelkit.app import batch_figures, batch_label, runs, words
 from modelkit.app.gpu import MAX_SECONDS, on_gpu
 from modelkit.app.guard import MODEL_WORK, clearing, guarded, status
 from modelkit.app.runs import FormRun, head_in_use
@@ -90,7 +91,8 @@ def on_batch(archive, classes, head, *form_values, progress=gr.Progress()):  # n
     write = runs.EXPORTS.write
     files = [str(write("batch.parquet", tables.parquet_bytes(table))),
              str(write("batch.csv", tables.csv_text(table)))]  # fmt: skip
-    state = _map_state(table)
+    labelling = {"table": table, "archive": str(archive), "taught": head is not None}
+    state = _map_state(table) | labelling  # the table and ZIP: for batch_label
     colour = "folder" if len(set(state["folders"])) > 1 else "predicted class"
     return "", note, _rows(table), files, gr.update(value=colour), _figure(state, colour), state
 
@@ -121,9 +123,10 @@ def build(setup_form: SetupForm, head: gr.State, taught: list) -> None:
                         column_widths=["24%", "10%", "18%", "11%", "37%"],
                         elem_id="mk-batch-table")  # fmt: skip
     downloads = gr.File(label="Parquet and CSV", file_count="multiple", interactive=False)
+    state = gr.State(None)
+    batch_label.build(rows, state, head)
     colour = gr.Radio(COLOUR_BY, value=COLOUR_BY[0], label="Colour the map by")
     chart = gr.Plot(show_label=False, elem_id="mk-batch-map")
-    state = gr.State(None)
     outputs = [status(), note, rows, downloads, colour, chart, state]
     run.click(clearing(on_batch, outputs[1:]), [archive, classes, head, *setup_form.inputs],
               outputs, concurrency_id=MODEL_WORK, api_visibility="private")  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from modelkit.app import figures, runs, teach_figures, teach_state, words
+from modelkit.app import figures, label_page, runs, teach_figures, teach_state, words
 from modelkit.app.api import endpoint
 from modelkit.app.gpu import MAX_SECONDS, for_model, model_seconds, on_gpu
 from modelkit.app.guard import MODEL_WORK, api_guarded, clearing, guarded, status
@@ -38,7 +38,8 @@ def _file_name(head: TrainedHead) -> str:
     return f"head-{model}-{len(head.classes)}classes.safetensors"
 
 
-def _teach(examples, settings: RunSettings, augment: str, progress=None) -> TrainedHead:
+def _teach(examples, settings: RunSettings, augment: str, progress=None,
+           curve: bool = False) -> TrainedHead:  # fmt: skip
     from modelkit.teach.train import train_head  # scikit-learn: imported when first teaching
 
     # the model takes the examples' channel count (the form's in_chans is the last image's);
@@ -49,7 +50,7 @@ def _teach(examples, settings: RunSettings, augment: str, progress=None) -> Trai
     settings = settings.replace(in_chans=None)
     return train_head(examples.images, examples.labels, settings, augment=augment,
                       image_bytes=examples.image_bytes, names=examples.names,
-                      progress=progress)  # fmt: skip
+                      progress=progress, learning_curve=curve)  # fmt: skip
 
 
 def _examples_view(items: list[dict], warnings=()):
@@ -57,12 +58,16 @@ def _examples_view(items: list[dict], warnings=()):
     note = ", ".join(f"**{c}** {n}" for c, n in found.items()) or (
         "No examples yet: upload a ZIP with one folder per class, or use the example."
     )
+    single = [c for c, n in found.items() if n < 2]
+    if single:
+        warnings = [*warnings, words.single_example_warning(single)]
     if warnings:
         note += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in warnings)
     choices = list(found)
     return (
         "", items, note, teach_state.thumbnails(items),
         gr.update(choices=choices, value=choices[0] if choices else None),
+        gr.update(interactive=not single),  # Train waits while a class has one example
     )  # fmt: skip
 
 
@@ -75,7 +80,7 @@ def on_zip(file):
     if not file:
         return {status(): ""}
     items, warnings = teach_state.from_zip(file)
-    return (*_examples_view(items, warnings), *[None] * RESULTS)
+    return (*_examples_view(items, warnings), *[None] * RESULTS, *label_page.issues_cleared())
 
 
 @guarded
@@ -91,6 +96,12 @@ def on_rename(items, old, new):
 @guarded
 def on_remove(items, cls):
     return _examples_view(teach_state.remove(items, cls))
+
+
+@guarded
+def on_refresh(items):
+    """The examples' view after labelling changed them (moved, removed or given a class)."""
+    return _examples_view(items or [])
 
 
 def _train_settings(items, augment, *form_values, **_) -> RunSettings:
@@ -118,7 +129,7 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
     def count(done: int, total: int) -> None:
         progress((done, total), desc="Embedding the examples", unit="images")
 
-    head = _teach(examples, settings, augment, count)
+    head = _teach(examples, settings, augment, count, curve=True)
     name = _file_name(head)
     files = [str(runs.EXPORTS.write(name, head.to_bytes())),
              str(runs.EXPORTS.write(name.replace(".safetensors", "-predict.py"),
@@ -136,13 +147,16 @@ def on_train(items, augment, *form_values, progress=gr.Progress()):  # noqa: B00
         teach_figures.confusion_figure(head.confusion, head.classes),
         gr.update(value=wrong, label=f"Examples it got wrong (true ► predicted): {missed}{shown}"),
         head, f"Using the classes just taught ({', '.join(head.classes)}).",
+        *label_page.issues_values(head, examples.image_bytes, items),
     )  # fmt: skip
 
 
 def _answer(head: TrainedHead) -> str:
     """The sentence, and the warnings that matter, in a list under it."""
     warnings = "".join(f"\n- ⚠ {w}" for w in head.warnings)
-    return words.teach_sentence(head) + ("\n" + warnings if warnings else "")
+    curve = words.curve_sentence(head.learning_curve)
+    return (words.teach_sentence(head) + (f"\n\n{curve}" if curve else "")
+            + ("\n" + warnings if warnings else ""))  # fmt: skip
 
 
 @guarded
@@ -230,6 +244,8 @@ def build(form: SetupForm, head: gr.State) -> list:
                            file_count="multiple", interactive=False,
                            elem_id="mk-teach-keep")  # fmt: skip
     gallery = gr.Gallery(label="Examples per class", columns=8, height=180, object_fit="contain")
+    issues = label_page.build_issues()
+    changed = gr.Markdown(elem_id="mk-teach-changed")
     with gr.Accordion("Add images by hand, rename or remove a class", open=False):
         with gr.Row():
             cls = gr.Textbox(label="Class name", scale=2, elem_id="mk-teach-class")
@@ -244,6 +260,9 @@ def build(form: SetupForm, head: gr.State) -> list:
         augment = gr.Radio([("none", "none"), ("flips", "flips"), ("flips and turns", "dihedral")],
                            value="none", label="Also learn from flipped and turned copies "
                            "(for overhead and microscope images)")  # fmt: skip
+    items = gr.State([])
+    model_work = dict(concurrency_id=MODEL_WORK, api_visibility="private")
+    given = label_page.build_next(items, head, form.inputs, model_work)
     with gr.Accordion("Details: the numbers", open=False, elem_id="mk-teach-details"):
         report = gr.Markdown(elem_id="mk-teach-summary")
         with gr.Row(equal_height=False):
@@ -262,20 +281,21 @@ def build(form: SetupForm, head: gr.State) -> list:
     predict = gr.Button("Which of my classes is it?", elem_id="mk-teach-predict")
     chart = gr.Plot(show_label=False, elem_id="mk-teach-chart")
     result_note = gr.Markdown()
-    items = gr.State([])
 
     private = dict(api_visibility="private")
-    view = [status(), items, counts, gallery, picked]
+    view = [status(), items, counts, gallery, picked, train]
     results = [answer, keep, report, table, confusion, wrong]
     # a ZIP that cannot be used leaves no old examples (nor results) behind
-    zip_file.change(clearing(on_zip, view[1:] + results), zip_file, view + results, **private)
+    fresh = view + results + issues.outputs
+    zip_file.change(clearing(on_zip, fresh[1:]), zip_file, fresh, **private)
     add.click(on_add, [items, cls, files], view, **private)
     rename.click(on_rename, [items, picked, new_name], view, **private)
     remove.click(on_remove, [items, picked], view, **private)
-    model_work = dict(concurrency_id=MODEL_WORK, **private)
-    outputs = [status(), *results, head, head_note]
-    taught = train.click(clearing(on_train, results), [items, augment, *form.inputs], outputs,
-                         **model_work)  # fmt: skip
+    outputs = [status(), *results, head, head_note, *issues.outputs]
+    taught = train.click(clearing(on_train, results + issues.outputs[1:3]),
+                         [items, augment, *form.inputs], outputs, **model_work)  # fmt: skip
+    for event in label_page.wire_issues(issues, items, changed) + given:
+        event.success(on_refresh, items, view, **private)
     form.refresh_card(taught)
     uploaded = earlier.change(on_head_upload, earlier, [status(), head, head_note], **private)
     predict.click(clearing(on_predict, [chart, result_note]), [image, head, form.top_k],

@@ -5,6 +5,9 @@ model's labels mean little, and errors in the page's own words. No gradio here.
     caution(image, model_info) -> str                        "" or why its labels mean little
     teach_sentence(head) -> str                              "Right on 78 of every 100 ..."
     batch_sentence(total, errors, skipped, head_classes) -> str
+    curve_sentence(curve) -> str                             "About 20 more examples per class ..."
+    issues_title(count, shown) -> str;  issue_caption(issue) -> str
+    suggestion_sentence(strategy, count, notes) -> str       which to label next, and why
     page_error(error) -> str                                 a ModelkitError for the page
 
 The library keeps its exact messages (``str(error)``, with setting names such as
@@ -134,3 +137,61 @@ def explain_sentence(method: str, label: str, importance: Sequence[float],
                 "score.")  # fmt: skip
     return (f"The answer **{label}** rests most on **{bands[top]}**: without it, the score falls "
             "the most.")  # fmt: skip
+
+
+def curve_sentence(curve: dict) -> str:
+    """What more examples would give, from the head's learning curve ('' when there is none)."""
+    if not curve:
+        return ""
+    if not curve.get("enough_points"):
+        return "There are too few examples to tell whether more would help."
+    if not curve["helps"]:
+        return (f"More examples of these classes are unlikely to help much (about "
+                f"{percent(curve['expected'])} with twice as many). If that is not enough, try "
+                "another model, other bands, or classes that differ more.")  # fmt: skip
+    more = curve["more"]
+    return (f"About **{more} more example{'s' * (more != 1)} per class** would bring it to about "
+            f"**{percent(curve['expected'])}** (likely between {percent(curve['low'])} and "
+            f"{percent(curve['high'])}).")  # fmt: skip
+
+
+def single_example_warning(classes: Sequence[str]) -> str:
+    """Why Train waits: classes with one example."""
+    listed = ", ".join(f"'{c}'" for c in classes)
+    return (f"{listed} {'has' if len(classes) == 1 else 'have'} one example only: add at least "
+            "one more (five or more is better), or remove the class. Teaching waits until "
+            "then.")  # fmt: skip
+
+
+def issues_title(count: int, shown: int) -> str:
+    """The heading of the gallery of examples whose labels look wrong."""
+    if not count:
+        return "No example looks labelled wrong."
+    what = f"{count} example{'s' * (count != 1)} may be"
+    more = f", showing {shown}" if shown < count else ""
+    return (f"{'These' if count > 1 else 'This'} {what} labelled wrong (its class ► the class "
+            f"it looks like{more})")  # fmt: skip
+
+
+def issue_caption(issue: dict) -> str:
+    """One example whose label looks wrong: its class ► the class it looks like."""
+    return f"{issue['given']} ► {issue['suggested']}"
+
+
+WHY_THESE = {
+    "typical": "they are typical of groups of images your examples do not cover yet",
+    "margin": "the taught classes are least sure about them (they sit between two classes)",
+    "random": "they were picked at random",
+}
+
+
+def suggestion_sentence(
+    strategy: str, count: int, notes: Sequence[str] = (), then: str = "Click one, then give it "
+    "a class."
+) -> str:  # fmt: skip
+    """Which images to label next, why these, and what to do (``then``)."""
+    if not count:
+        return "Nothing to suggest: every image already has a class."
+    text = (f"Label {'these' if count > 1 else 'this'} **{count} image{'s' * (count != 1)}** "
+            f"next: {WHY_THESE[strategy]}. {then}")  # fmt: skip
+    return text + "".join(f"\n- {note}" for note in notes)

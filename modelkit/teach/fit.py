@@ -4,6 +4,8 @@ its regularisation chosen by stratified group k-fold cross-validation on a log g
     fit_probe(vectors, y, *, folds=5, groups=None, seed=0, grid=C_GRID, solver="torch")
         -> Probe: weight (K, D) and bias (K,) on the raw pooled features (scaler folded in),
            C, oof_proba (N, K), fold_of (N,), grid_accuracy, grid_log_loss
+    cross_validate(vectors, y, c, fold_of, *, classes=None, solver="torch") -> (N, K)
+        out-of-fold probabilities at one C: the folds only, no grid and no refit
 
 ``vectors`` is (N, V, D): N source images, V views each (flips/turns), D features. Folds split
 the images, never the views (all views of an image, and every image of a ``groups`` id such as
@@ -150,6 +152,59 @@ def _proba(vectors: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndar
 SOLVERS = {"torch": _TorchPath, "sklearn": _SklearnPath}
 
 
+def _views(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors[:, None, :] if vectors.ndim == 2 else vectors
+
+
+def _held_out(vectors, fold_of, fits, k) -> np.ndarray:
+    oof = np.zeros((len(vectors), k))
+    for f, (weight, bias) in enumerate(fits):
+        held = fold_of == f
+        oof[held] = _proba(vectors[held], weight, bias)
+    return oof
+
+
+def cross_validate(
+    vectors: np.ndarray,
+    y: np.ndarray,
+    c: float,
+    fold_of: np.ndarray,
+    *,
+    classes: int | None = None,
+    solver: str = "torch",
+) -> np.ndarray:
+    """Out-of-fold probabilities at one regularisation ``c``: each fold's head fitted on the
+    other folds (as fit_probe does for each grid value), without the grid or the refit.
+
+    Args:
+        vectors: (N, V, D) or (N, D) features.
+        y: (N,) class indices.
+        c: the inverse regularisation strength.
+        fold_of: (N,) the fold each example is held out in (see ``split``), or (S, N): S
+            splits solved at once (one L-BFGS for all their folds), -1 leaving an example out of
+            that split.
+        classes: K (the largest label + 1 when None).
+        solver: "torch" or "sklearn".
+
+    Returns:
+        (N, K), or (S, N, K) for S splits (zeros where an example was left out).
+    """
+    vectors, y = _views(vectors), np.asarray(y, dtype=np.int64)
+    k = classes or int(y.max()) + 1
+    splits = np.atleast_2d(fold_of)
+    masks, held = [], []
+    for s, row in enumerate(splits):
+        for f in range(int(row.max()) + 1):
+            masks.append((row >= 0) & (row != f))
+            held.append((s, row == f))
+    fits = SOLVERS[solver](vectors, y, k, np.stack(masks)).fit(c)
+    oof = np.zeros((len(splits), len(y), k))
+    for (s, rows), (weight, bias) in zip(held, fits, strict=True):
+        oof[s, rows] = _proba(vectors[rows], weight, bias)
+    return oof if np.ndim(fold_of) == 2 else oof[0]
+
+
 def fit_probe(
     vectors: np.ndarray,
     y: np.ndarray,
@@ -161,10 +216,7 @@ def fit_probe(
     solver: str = "torch",
 ) -> Probe:
     """Cross-validate C on the grid, keep the out-of-fold probabilities, refit on all images."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim == 2:
-        vectors = vectors[:, None, :]
-    y = np.asarray(y, dtype=np.int64)
+    vectors, y = _views(vectors), np.asarray(y, dtype=np.int64)
     k = int(y.max()) + 1
     fold_of = split(y, folds, groups, seed)
     return _fit(vectors, y, k, fold_of, grid, solver)
@@ -175,10 +227,7 @@ def _fit(vectors, y, k, fold_of, grid, solver) -> Probe:
     path = SOLVERS[solver](vectors, y, k, np.stack([fold_of != f for f in range(folds)]))
     accuracy, log_loss, oofs = [], [], []
     for c in grid:  # weakest regularisation last: each fit starts from the previous optimum
-        oof = np.zeros((len(y), k))
-        for f, (weight, bias) in enumerate(path.fit(c)):
-            held = fold_of == f
-            oof[held] = _proba(vectors[held], weight, bias)
+        oof = _held_out(vectors, fold_of, path.fit(c), k)
         oofs.append(oof)
         accuracy.append(float((oof.argmax(1) == y).mean()))
         log_loss.append(float(-np.log(np.clip(oof[np.arange(len(y)), y], 1e-15, 1)).mean()))

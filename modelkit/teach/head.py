@@ -6,6 +6,8 @@ metadata).
     TrainedHead.settings_for(given) -> (RunSettings, notes)   the head's settings win
     TrainedHead.probabilities(vectors) -> (logits, probabilities)    the one probability rule
     TrainedHead.predict(images, top_k=5, ...) -> Prediction | list[Prediction]  (as predict)
+    TrainedHead.label_issues(limit=None, rank_by="self_confidence") -> [{index, name, given,
+        suggested, score}]   the examples whose label the out-of-fold probabilities contradict
     TrainedHead.save(path);  TrainedHead.to_bytes() -> bytes
     load_head(path_or_bytes) -> TrainedHead;  as_head(head_or_file) -> TrainedHead
 
@@ -13,6 +15,10 @@ metadata).
 (``forward_head(forward_features(x), pre_logits=True)``), the scaler folded in: its logits are
 the head's answer for one view. With ``setup["views"]`` other than "none", the probabilities of
 the views are averaged, as the cross-validation did.
+
+The head keeps its examples' out-of-fold probabilities (N, K), their given classes (N,) and
+names: two small tensors and a JSON list in the same file. They are optional, so the file stays
+version "1": a file without them (saved before) loads, and only ``label_issues`` needs them.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ from modelkit.models.registry import split_name
 from modelkit.runtime.embeddings import embeddings
 from modelkit.runtime.engine import Prediction, top_k_of
 from modelkit.runtime.settings import RunSettings
+from modelkit.teach.issues import find_label_issues
 
 FORMAT = "modelkit-head"
 VERSION = "1"
 MAX_HEAD_BYTES = 256 * 2**20
 METRICS = ("cv_accuracy", "balanced_accuracy", "confusion", "per_class", "chance", "p_value",
-           "fold_accuracies", "misclassified", "warnings", "fit")  # fmt: skip
+           "fold_accuracies", "misclassified", "warnings", "fit", "learning_curve")  # fmt: skip
 # the run settings that are the user's to choose beside a head (where and how it runs)
 RUN_CHOICES = ("device", "precision", "backend")
 
@@ -59,11 +66,19 @@ class TrainedHead:
     misclassified: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fit: dict = field(default_factory=dict)  # C, folds, grid and its scores
+    learning_curve: dict = field(default_factory=dict)  # teach.curve's estimate, when asked for
+    # the examples as the cross-validation saw them (None: a file saved without them)
+    oof_probabilities: np.ndarray | None = None  # (N, K) float32, out of fold
+    example_labels: np.ndarray | None = None  # (N,) int64: each example's given class
+    example_names: list[str] = field(default_factory=list)  # where each example came from
 
     def __post_init__(self):
         self.weight = np.ascontiguousarray(self.weight, np.float32)
         self.bias = np.ascontiguousarray(self.bias, np.float32)
         self.confusion = np.asarray(self.confusion, np.int64)
+        if self.oof_probabilities is not None:
+            self.oof_probabilities = np.asarray(self.oof_probabilities, np.float32)
+            self.example_labels = np.asarray(self.example_labels, np.int64)
         self.linear = torch.nn.Linear(self.weight.shape[1], self.weight.shape[0])
         with torch.no_grad():
             self.linear.weight.copy_(torch.from_numpy(self.weight))
@@ -159,6 +174,34 @@ class TrainedHead:
             ))  # fmt: skip
         return out if batch else out[0]
 
+    def label_issues(
+        self, limit: int | None = None, rank_by: str = "self_confidence"
+    ) -> list[dict]:
+        """The examples whose given label the out-of-fold probabilities contradict (confident
+        learning, ``teach.issues``), most suspicious first.
+
+        Args:
+            limit: at most this many (all when None).
+            rank_by: "self_confidence" (the probability of the given label) or
+                "normalized_margin" (it beside the likeliest other class); the entry's score.
+
+        Returns:
+            [{"index", "name", "given", "suggested", "score"}]: the example's place among the
+            examples taught, its file (or class folder and file), its given class, the class the
+            probabilities point to, and how well the given label fits (0-1, low first).
+        """
+        if self.oof_probabilities is None:
+            raise ConfigError("This head was saved without its examples' out-of-fold "
+                              "probabilities (an older file): teach it again to find labels "
+                              "that look wrong.")  # fmt: skip
+        found = find_label_issues(self.example_labels, self.oof_probabilities, rank_by=rank_by)
+        names = self.example_names or [f"example {i}" for i in range(len(self.example_labels))]
+        given, classes = self.example_labels, self.classes
+        picked = zip(found.indices, found.suggested, found.scores, strict=True)
+        rows = [{"index": int(i), "name": names[i], "given": classes[given[i]],
+                 "suggested": classes[s], "score": float(q)} for i, s, q in picked]  # fmt: skip
+        return rows if limit is None else rows[: max(int(limit), 0)]
+
     def metrics(self) -> dict:
         """The numbers as plain JSON types."""
         out = {name: getattr(self, name) for name in METRICS}
@@ -174,6 +217,10 @@ class TrainedHead:
             "metrics": json.dumps(self.metrics()),
         }
         tensors = {"weight": torch.from_numpy(self.weight), "bias": torch.from_numpy(self.bias)}
+        if self.oof_probabilities is not None:
+            metadata["example_names"] = json.dumps(list(self.example_names))
+            tensors["oof_probabilities"] = torch.from_numpy(self.oof_probabilities)
+            tensors["example_labels"] = torch.from_numpy(self.example_labels)
         return save_tensors(tensors, metadata=metadata)
 
     def save(self, path: str | Path) -> Path:
@@ -234,7 +281,26 @@ def load_head(source: str | Path | bytes, name: str | None = None) -> TrainedHea
         raise _refuse(name, "its classes or setup do not match its weights")
     metrics = {k: v for k, v in metrics.items() if k in METRICS}
     return TrainedHead(classes=list(classes), weight=weight.float().numpy(),
-                       bias=bias.float().numpy(), setup=setup, **metrics)  # fmt: skip
+                       bias=bias.float().numpy(), setup=setup, **metrics,
+                       **_examples(tensors, meta, len(classes), name))  # fmt: skip
+
+
+def _examples(tensors: dict, meta: dict, k: int, name: str) -> dict:
+    """The examples' out-of-fold probabilities, classes and names, when the file has them."""
+    oof, labels = tensors.get("oof_probabilities"), tensors.get("example_labels")
+    if oof is None and labels is None:
+        return {}
+    try:
+        names = json.loads(meta.get("example_names", "[]"))
+    except json.JSONDecodeError:
+        raise _refuse(name, "its example names are damaged") from None
+    n = 0 if labels is None else len(labels)
+    if (oof is None or labels is None or oof.shape != (n, k) or labels.ndim != 1
+            or (n and not 0 <= int(labels.min()) <= int(labels.max()) < k)
+            or len(names) not in (0, n)):  # fmt: skip
+        raise _refuse(name, "its examples' probabilities, classes and names do not match")
+    return {"oof_probabilities": oof.float().numpy(), "example_labels": labels.long().numpy(),
+            "example_names": [str(x) for x in names]}  # fmt: skip
 
 
 def as_head(head) -> TrainedHead:

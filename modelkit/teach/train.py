@@ -2,12 +2,14 @@
 
     train_head(images, labels, model, *, augment="none", folds=5, seed=0, progress=None,
                image_bytes=None, names=None, batch_size=32, solver="torch",
-               use_result_cache=True, model_cache=None, result_cache=None,
-               <the run settings; pretrained=True here>) -> TrainedHead
+               learning_curve=False, use_result_cache=True, model_cache=None,
+               result_cache=None, <the run settings; pretrained=True here>) -> TrainedHead
 
 The cost is the embeddings (batched, ``progress(done, total)`` counts images, cached per image
 so teaching again after adding a few images or changing the fit costs only the new work); the
-fit is ``teach.fit.fit_probe`` and the numbers ``teach.metrics.report``, all out of fold.
+fit is ``teach.fit.fit_probe`` and the numbers ``teach.metrics.report``, all out of fold. The
+head keeps its examples' out-of-fold probabilities, classes and names (``label_issues``); with
+``learning_curve=True`` also ``teach.curve``'s estimate of what more examples would give.
 Random weights (``pretrained=False``) are allowed and said loudly in ``warnings``. With neither
 ``in_chans`` nor ``channels`` given, the model takes the examples' channel count (gray photos
 and 13-band tiles teach without settings); the head's settings keep it for prediction.
@@ -24,6 +26,7 @@ import modelkit
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS, embeddings
 from modelkit.runtime.settings import RunSettings, takes_settings
+from modelkit.teach.curve import estimate_curve
 from modelkit.teach.examples import check_examples, digest_groups
 from modelkit.teach.fit import fit_probe
 from modelkit.teach.head import RUN_CHOICES, TrainedHead
@@ -53,6 +56,7 @@ def train_head(
     names: Sequence[str] | None = None,
     batch_size: int = 32,
     solver: str = "torch",
+    learning_curve: bool = False,
     use_result_cache: bool = True,
     model_cache=None,
     result_cache=None,
@@ -71,6 +75,8 @@ def train_head(
         names: where each example came from (shown with the examples it got wrong).
         batch_size: images per forward pass.
         solver: "torch" or "sklearn" (the same optimum).
+        learning_curve: also estimate what twice as many examples would give (``teach.curve``;
+            a few seconds for hundreds of examples), kept in ``head.learning_curve``.
         use_result_cache: keep and reuse embeddings on disk (never for random weights).
         model_cache: the built models to use (the process's when None).
         result_cache: the results on disk to use (the process's when None).
@@ -92,8 +98,8 @@ def train_head(
                      use_result_cache=use_result_cache, model_cache=model_cache,
                      result_cache=result_cache)  # fmt: skip
     folds = min(folds, int(np.bincount(y).min()))
-    probe = fit_probe(emb.vectors, y, folds=folds, groups=digest_groups(image_bytes, len(y)),
-                      seed=seed, solver=solver)  # fmt: skip
+    groups = digest_groups(image_bytes, len(y))
+    probe = fit_probe(emb.vectors, y, folds=folds, groups=groups, seed=seed, solver=solver)
     numbers = report(y, probe.oof_proba, probe.fold_of, classes, names)
     if emb.random_weights:
         numbers["warnings"].insert(0, _random_note(emb.random_weights))
@@ -111,5 +117,12 @@ def train_head(
     fit = {"C": probe.C, "folds": folds, "seed": seed, "solver": solver, "grid": list(probe.grid),
            "grid_accuracy": probe.grid_accuracy, "grid_log_loss": probe.grid_log_loss,
            "embedding_cache_hits": int(emb.cache_hits.sum())}  # fmt: skip
+    curve = {}
+    if learning_curve:
+        curve = estimate_curve(emb.vectors, y, C=probe.C, accuracy=numbers["cv_accuracy"],
+                               folds=folds, groups=groups, seed=seed, solver=solver)  # fmt: skip
+    names = list(names) if names is not None else [f"example {i}" for i in range(len(y))]
     return TrainedHead(classes=classes, weight=probe.weight, bias=probe.bias, setup=setup,
-                       fit=fit, **numbers)  # fmt: skip
+                       fit=fit, learning_curve=curve, oof_probabilities=probe.oof_proba,
+                       example_labels=y, example_names=[str(n) for n in names],
+                       **numbers)  # fmt: skip
