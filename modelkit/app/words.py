@@ -101,9 +101,13 @@ def teach_sentence(head) -> str:
     verdict = ""
     if head.cv_accuracy <= head.chance + 0.05:
         verdict = " That is about as good as guessing: it has not learnt your classes."
+    baseline = (head.fit or {}).get("baseline")
+    beside = ""
+    if baseline:  # multi-band examples: band statistics alone, on the same folds
+        beside = f" Band statistics alone: {round(100 * baseline['cv_accuracy'])}."
     return (
         f"Right on **{right} of every 100** examples it had not seen (guessing would get "
-        f"{guess}).{verdict}"
+        f"{guess}).{verdict}{beside}"
     )
 
 

@@ -78,6 +78,18 @@ def _cfg(tag: str = "", bands: tuple[str, ...] = (), chans: int = 3) -> Pretrain
     )
 
 
+def bands_name(names: Sequence[str] | None) -> str:
+    """``bands.<tag>`` for band names that spell a known band list (its indices then apply),
+    else the plain ``bands``."""
+    from modelkit.models.band_roles import canonical
+
+    canon = [canonical(n) for n in names or ()]
+    for tag, (bands, _) in TAGS.items():
+        if canon and canon == [canonical(b) for b in bands]:
+            return f"bands.{tag}"
+    return "bands"
+
+
 def bands_entries() -> list[dict]:
     """The registry entry: the bare ``bands`` (any bands) and one tag per known band list."""
     cfgs = [_cfg()] + [_cfg(tag, bands, len(bands)) for tag, (bands, _) in TAGS.items()]

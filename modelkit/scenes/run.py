@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from modelkit.errors import ChannelMismatchError, ConfigError
+from modelkit.models.bands import bands_name
 from modelkit.runtime.device import autocast, prepare_input, resolve_precision
 from modelkit.runtime.embeddings import VIEW_SETS, pooled
 from modelkit.runtime.serving import server
@@ -146,20 +147,6 @@ class ModelRun:
         return self.spec.settings.random_parts(with_head=self.head is None)
 
 
-def _bands_tag(model: str, names: list[str] | None) -> str:
-    """``bands`` on a scene whose band names a known band list spells: ``bands.<tag>``."""
-    from modelkit.models.band_roles import canonical
-    from modelkit.models.bands import TAGS
-
-    if model != "bands" or not names:
-        return model
-    canon = [canonical(n) for n in names]
-    for tag, (bands, _) in TAGS.items():
-        if canon == [canonical(b) for b in bands]:
-            return f"bands.{tag}"
-    return model
-
-
 def plan_run(scene_bands: int, band_names: list[str] | None, settings: RunSettings,
              head) -> tuple[RunSpec, list[str]]:  # fmt: skip
     """The RunSpec for a scene with ``scene_bands`` bands, and notes for the map. With a head,
@@ -189,7 +176,7 @@ def plan_run(scene_bands: int, band_names: list[str] | None, settings: RunSettin
             f"has {scene_bands}, numbered 0 to {scene_bands - 1})."
         )
     names = [band_names[c] for c in chosen] if chosen and band_names else band_names
-    name = _bands_tag(settings.model, names)
+    name = bands_name(names) if settings.model == "bands" else settings.model
     if name != settings.model:
         notes.append(f"The scene's band names match '{name}': its spectral indices are used.")
         # the tag names the bands (there are no weights to load): kept whatever 'pretrained'

@@ -26,6 +26,7 @@ import modelkit
 from modelkit.errors import ConfigError
 from modelkit.runtime.embeddings import VIEW_SETS, embeddings
 from modelkit.runtime.settings import RunSettings, takes_settings
+from modelkit.teach.baseline import bands_baseline, baseline_warning
 from modelkit.teach.curve import estimate_curve
 from modelkit.teach.examples import check_examples, digest_groups
 from modelkit.teach.fit import fit_probe
@@ -117,6 +118,13 @@ def train_head(
     fit = {"C": probe.C, "folds": folds, "seed": seed, "solver": solver, "grid": list(probe.grid),
            "grid_accuracy": probe.grid_accuracy, "grid_log_loss": probe.grid_log_loss,
            "embedding_cache_hits": int(emb.cache_hits.sum())}  # fmt: skip
+    if settings.model != "bands":  # the honest baseline beside a network, on multi-band images
+        baseline = bands_baseline(items, y, folds=folds, groups=groups, seed=seed,
+                                  solver=solver, model_cache=model_cache)  # fmt: skip
+        if baseline is not None:
+            fit["baseline"] = baseline
+            warning = baseline_warning(numbers["cv_accuracy"], baseline)
+            numbers["warnings"] += [warning] if warning else []
     curve = {}
     if learning_curve:
         curve = estimate_curve(emb.vectors, y, C=probe.C, accuracy=numbers["cv_accuracy"],
