@@ -28,6 +28,7 @@ from modelkit.app import (  # noqa: E402
     explain_page,
     explore,
     guard,
+    map_page,
     setup_form,
     teach_page,
 )
@@ -40,6 +41,7 @@ LIMITS = hosting.limits()  # what a visitor may use (README: "Hosting in public"
 TASKS = {  # tab id -> what a person wants to do, in their words
     "explore": "What is in this image?",
     "teach": "Teach it my classes",
+    "map": "Map my scene",
     "batch": "Run a whole folder",
     "compare": "Compare models",
     "explain": "Why this answer?",
@@ -55,9 +57,11 @@ with gr.Blocks(title="modelkit", delete_cache=cleanup.delete_cache(LIMITS)) as d
     head = gr.State(None)  # the taught head: Teach fills it; Explain and Batch read it
     with gr.Tabs(elem_id="mk-tabs") as tabs:
         with gr.Tab(TASKS["explore"], id="explore", elem_id="mk-tab-explore"):
-            explore.build(demo, form, tabs, "teach")
+            explore.build(demo, form, tabs, "teach", "map")
         with gr.Tab(TASKS["teach"], id="teach", elem_id="mk-tab-teach"):
             taught = teach_page.build(form, head)
+        with gr.Tab(TASKS["map"], id="map", elem_id="mk-tab-map"):
+            map_page.build(form, head)
         with gr.Tab(TASKS["batch"], id="batch", elem_id="mk-tab-batch"):
             batch_page.build(form, head, taught)
         with gr.Tab(TASKS["compare"], id="compare", elem_id="mk-tab-compare"):

@@ -139,9 +139,10 @@ def _show_level(level, last):
     return "", *_level_view(settings, image, levels[0])
 
 
-def build(demo: gr.Blocks, setup_form: SetupForm, tabs: gr.Tabs, teach_tab: str) -> gr.State:
+def build(demo: gr.Blocks, setup_form: SetupForm, tabs: gr.Tabs, teach_tab: str,
+          map_tab: str) -> gr.State:  # fmt: skip
     """The image, the button and the results; returns the state that holds the last run.
-    ``tabs`` and ``teach_tab``: where the next step after a caution leads."""
+    ``tabs``, ``teach_tab`` and ``map_tab``: where the next step after a caution leads."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             image_input.build(demo, setup_form)
@@ -150,6 +151,7 @@ def build(demo: gr.Blocks, setup_form: SetupForm, tabs: gr.Tabs, teach_tab: str)
             answer = gr.Markdown(elem_id="mk-answer")
             with gr.Row(visible=False) as next_step:
                 teach = gr.Button("Teach it my classes", size="sm", elem_id="mk-next-teach")
+                scene = gr.Button("Map my scene", size="sm", elem_id="mk-next-map")
             chart = gr.Plot(show_label=False, elem_id="mk-chart")
     with gr.Accordion("Details: what was adapted, what its layers see, what to take away",
                       open=False, elem_id="mk-details"):  # fmt: skip
@@ -177,6 +179,7 @@ def build(demo: gr.Blocks, setup_form: SetupForm, tabs: gr.Tabs, teach_tab: str)
                     outputs, **model_work)  # fmt: skip
     setup_form.refresh_card(ran)
     teach.click(lambda: gr.Tabs(selected=teach_tab), None, tabs, api_visibility="private")
+    scene.click(lambda: gr.Tabs(selected=map_tab), None, tabs, api_visibility="private")
     level.input(on_level, [level, last_run], [status(), *level_outputs], **model_work)
     weights_button.click(on_weights, last_run, [status(), weights_file], **model_work)
     return last_run

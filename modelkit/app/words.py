@@ -199,3 +199,20 @@ def suggestion_sentence(
     text = (f"Label {'these' if count > 1 else 'this'} **{count} image{'s' * (count != 1)}** "
             f"next: {WHY_THESE[strategy]}. {then}")  # fmt: skip
     return text + "".join(f"\n- {note}" for note in notes)
+
+
+def map_sentence(area: Sequence[dict]) -> str:
+    """What covers the scene, largest first, in one sentence."""
+    rows = sorted((r for r in area if r["cells"]), key=lambda r: -r["fraction"])
+    if not rows:
+        return "The map has no cells with data."
+
+    def part(row: dict) -> str:
+        km2 = f" ({row['km2']:,.1f} km²)" if row.get("km2") is not None else ""
+        return f"{row['class']} {percent(row['fraction'])}{km2}"
+
+    first = rows[0]
+    rest = ", ".join(part(r) for r in rows[1:])
+    km2 = f" ({first['km2']:,.1f} km²)" if first.get("km2") is not None else ""
+    return (f"**{first['class']}** covers {percent(first['fraction'])} of the scene{km2}"
+            + (f"; then {rest}." if rest else "."))  # fmt: skip

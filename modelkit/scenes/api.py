@@ -28,12 +28,12 @@ import numpy as np
 
 from modelkit.errors import ConfigError
 from modelkit.images.resize import plan_crop
-from modelkit.models.band_roles import band_roles
 from modelkit.runtime.settings import RunSettings, takes_settings
 from modelkit.scenes.blend import Blender
 from modelkit.scenes.grid import Grid, check_tiling
 from modelkit.scenes.mode import choose_mode
 from modelkit.scenes.parts import Parts, fingerprint
+from modelkit.scenes.preview import display_bands
 from modelkit.scenes.run import ModelRun, plan_run
 from modelkit.scenes.scaling import scene_scaling
 from modelkit.scenes.scene_map import SceneMap, area_table, pca_rgb
@@ -63,13 +63,6 @@ def _check(mode, engine, batch_size) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a whole number of at least 1.")
     return batch_size
-
-
-def _display(names: list[str] | None, count: int) -> tuple[int, int, int]:
-    roles, _ = band_roles(names)
-    if all(r in roles for r in ("red", "green", "blue")):
-        return roles["red"], roles["green"], roles["blue"]
-    return tuple(min(i, count - 1) for i in range(3))
 
 
 def _batch(run: ModelRun) -> int:
@@ -182,7 +175,7 @@ def map_scene(
         def plan_for(chosen: str) -> MapPlan:
             return MapPlan(grid, chosen, _halo(run, chosen, tile), scaling_plan,
                            list(spec.channels) if spec.channels else None,
-                           _display(read_names, run.data_config.in_chans), batch,
+                           display_bands(read_names, run.data_config.in_chans), batch,
                            bool(embeddings))  # fmt: skip
 
         plan = plan_for(choose_mode(mode, run, scene, plan_for, notes))
