@@ -200,8 +200,12 @@ def on_suggest(state, tile, opacity):
     cell = scene_map.cell
     points = [[int(c * cell + cell // 2), int(r * cell + cell // 2)] for r, c in cells]
     state = {**state, "suggested": points}
-    note = (f"{len(points)} places worth labelling next are numbered on the scene: type the class "
-            "you see there and click the number.")  # fmt: skip
+    note = (
+        f"{len(points)} places worth labelling next are numbered on the scene: type the class "
+        "you see there and click the number. (Places: "
+        + ", ".join(f"{i} at x {x}, y {y}" for i, (x, y) in enumerate(points, 1))
+        + ".)"
+    )
     notes = getattr(scene_map, "suggest_notes", None) or []
     note += "".join(f" {n}" for n in notes)
     return "", map_state.picture(state, float(opacity), _piece(tile)), state, note

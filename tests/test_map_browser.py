@@ -1,0 +1,94 @@
+"""The task "Map my scene" as a new user does it, in chromium at 1366 x 768, on the shipped
+Sentinel-2 example: three classes given by clicks on the scene, mapped, one suggested place
+accepted with a click, mapped again; look-alikes of a water spot; a click off the scene refused
+in words. Screenshots: artifacts/map-*.png (look at them)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+from app_server import start_app  # noqa: E402
+from browser_kit import browser_page, shot  # noqa: E402 (no chromium: skipped)
+
+SCREEN = {"width": 1366, "height": 768}
+# places on the 512 x 512 example (scene pixels): the bay, the fields, the marsh
+PLACES = {
+    "water": [(480, 400), (470, 300), (300, 480)],
+    "vegetation": [(60, 60), (200, 60), (130, 120)],
+    "other": [(40, 200), (120, 470), (70, 300)],
+}
+VIEW = "#mk-map-view img"
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    server = start_app(tmp_path_factory.mktemp("map"))
+    try:
+        with browser_page(server.url, timeout_ms=240_000, viewport=SCREEN) as page:
+            page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
+            page.get_by_role("tab", name="Map my scene").click()
+            page.locator(VIEW).wait_for()
+            yield page
+    finally:
+        server.stop()
+
+
+def click_scene(page, x: int, y: int) -> None:
+    """Click the scene's picture at scene pixel (x, y) (the picture shows every pixel of the
+    512 x 512 example, scaled to fit)."""
+    box = page.locator(VIEW).bounding_box()
+    natural = page.evaluate(f"() => document.querySelector('{VIEW}').naturalWidth")
+    scale = box["width"] / natural
+    page.locator(VIEW).click(position={"x": x * scale + scale / 2, "y": y * scale + scale / 2})
+
+
+def choose_class(page, name: str) -> None:
+    box = page.locator("#mk-map-class input").first
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_label_by_clicks_map_accept_a_suggestion_and_map_again(page):
+    run = page.locator("#mk-map-run").bounding_box()
+    assert run["y"] + run["height"] <= SCREEN["height"]  # the button, without scrolling
+    counts = page.locator("#mk-map-counts")
+    for name, places in PLACES.items():
+        choose_class(page, name)
+        for i, (x, y) in enumerate(places, 1):
+            click_scene(page, x, y)
+            counts.get_by_text(re.compile(rf"{name}\*?\*? {i}")).wait_for()
+    shot(page, "map-1-examples")
+    page.locator("#mk-map-run").click()
+    answer = page.locator("#mk-map-answer")
+    answer.get_by_text("of the scene").wait_for()
+    first = answer.inner_text()
+    assert "covers" in first and "Right on" in first
+    shot(page, "map-2-mapped")
+
+    page.locator("#mk-map-suggest").click()
+    counts.get_by_text("worth labelling next").wait_for()
+    shot(page, "map-3-suggestions")
+    # accept the first suggestion: a click on its number labels it (with the class chosen)
+    note = counts.inner_text()
+    x, y = (int(v) for v in re.search(r"1 at x (\d+), y (\d+)", note).groups())
+    choose_class(page, "other")
+    click_scene(page, x, y)
+    counts.get_by_text(re.compile(r"other\*?\*? 4")).wait_for()  # the fourth 'other' example
+    page.locator("#mk-map-run").click()
+    page.wait_for_function(
+        "f => document.querySelector('#mk-map-answer').innerText !== f", arg=first
+    )
+    answer.get_by_text("of the scene").wait_for()
+    shot(page, "map-4-mapped-again")
+
+
+def test_look_alikes_of_a_water_spot_and_a_click_off_the_scene(page):
+    page.locator("#mk-map-mode").get_by_text("find look-alikes").click()
+    click_scene(page, 480, 400)
+    page.locator("#mk-map-counts", has_text="most like the one clicked").wait_for()
+    shot(page, "map-5-look-alikes")
+    assert "Traceback" not in page.content()
