@@ -66,9 +66,9 @@ class SceneMap:
         the labelled cells do not cover (k-means on the embeddings); then the cells the head
         is least sure of (the smallest margin between its two most probable classes). Only
         cells with data are suggested, never a labelled one, and no two within ``min_cells``
-        cells of each other. A map of a model's own classes (no taught head) gets typical
-        cells only, with a note. The notes and the strategy used are kept in ``last_notes``
-        and ``last_strategy`` for the caller to show.
+        cells of each other (but "random", the baseline, is not spread). A map of a model's
+        own classes (no taught head) gets typical cells only, with a note. The notes and the
+        strategy used are kept in ``last_notes`` and ``last_strategy`` for the caller to show.
 
         Args:
             n: how many cells to suggest (fewer come back when fewer are left).
