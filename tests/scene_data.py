@@ -22,6 +22,15 @@ def scene_pixels() -> np.ndarray:
 
 
 @functools.cache
+def indices() -> tuple[np.ndarray, np.ndarray]:
+    """(NDVI, MNDWI) per pixel of the example scene: (B8 - B4) / (B8 + B4), (B3 - B11) / (B3 +
+    B11)."""
+    raw = scene_pixels()
+    b = {name: raw[i].astype(np.float64) for i, name in enumerate(BANDS)}
+    return (b["B8"] - b["B4"]) / (b["B8"] + b["B4"]), (b["B3"] - b["B11"]) / (b["B3"] + b["B11"])
+
+
+@functools.cache
 def labelled_tiles() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """(tiles, labels, (row, col) of each) for the 16-pixel tiles of the example scene that a
     pixel rule labels: "water" when at least 90 % of the pixels have MNDWI = (B3 - B11) /
@@ -30,9 +39,7 @@ def labelled_tiles() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     and MNDWI < 0). Tiles that fit no rule are left out. The rule is on pixels, the bands
     model sees tile statistics: related, not the same numbers."""
     raw = scene_pixels()
-    b = {name: raw[i].astype(np.float64) for i, name in enumerate(BANDS)}
-    ndvi = (b["B8"] - b["B4"]) / (b["B8"] + b["B4"])
-    mndwi = (b["B3"] - b["B11"]) / (b["B3"] + b["B11"])
+    ndvi, mndwi = indices()
     tiles, labels, where = [], [], []
     for r in range(0, raw.shape[1], TILE):
         for c in range(0, raw.shape[2], TILE):
@@ -49,6 +56,25 @@ def labelled_tiles() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
             labels.append(label)
             where.append((r, c))
     return tiles, np.array(labels), np.array(where)
+
+
+@functools.cache
+def tile_truth() -> tuple[np.ndarray, np.ndarray]:
+    """(rule, most) (32, 32) class indices (of CLASSES) of the example scene's 16-pixel tiles,
+    which are the cells of a map with ``tile=16, stride=16``. ``rule``: the class
+    ``labelled_tiles`` gives, -1 where it leaves the tile out. ``most``: the class of most of
+    the tile's pixels, each pixel "water" when MNDWI > 0, else "vegetation" when NDVI > 0.4,
+    else "other": what a person pointing at the tile would call it (it equals ``rule``
+    wherever ``rule`` labels the tile)."""
+    ndvi, mndwi = indices()
+    pixel = np.where(mndwi > 0, 2, np.where(ndvi > 0.4, 1, 0))
+    h, w = pixel.shape[0] // TILE, pixel.shape[1] // TILE
+    blocks = pixel[: h * TILE, : w * TILE].reshape(h, TILE, w, TILE)
+    most = np.stack([(blocks == k).sum((1, 3)) for k in range(len(CLASSES))]).argmax(0)
+    rule = np.full((h, w), -1)
+    _, labels, where = labelled_tiles()
+    rule[where[:, 0] // TILE, where[:, 1] // TILE] = [CLASSES.index(x) for x in labels]
+    return rule, most
 
 
 def teaching_split(per_class: int = 15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,3 +114,54 @@ def bands_head():
     teach, _ = teaching_split()
     return modelkit.train_head([tiles[i] for i in teach], list(labels[teach]),
                                "bands.sentinel2_l1c", use_result_cache=False)  # fmt: skip
+
+
+def _taught(x: np.ndarray, most: np.ndarray, cells: list[tuple[int, int]]):
+    from sklearn.linear_model import LogisticRegression
+
+    w = most.shape[1]
+    rows = [r * w + c for r, c in cells]
+    return LogisticRegression(C=10.0, max_iter=500).fit(x[rows], most.ravel()[rows])
+
+
+def label_rounds(scene_map, strategy: str, budgets, seed: int = 0) -> np.ndarray:
+    """Label cells of a map of the example scene (``tile=16, stride=16``, with embeddings) in
+    rounds: one cell of each class that the rule labels, drawn with ``seed``, then more up to
+    each budget, picked by ``scene_map.suggest(strategy)`` (or at random among the cells with
+    data, for "random"), each labelled with the class of most of its pixels (``tile_truth``).
+    Each round a logistic regression is taught on the labelled cells' standardised embeddings;
+    its probabilities become the map's, as mapping again with a head taught on those cells
+    would make them, for the next round's suggestions.
+
+    Returns:
+        (budgets, 2): after each budget, the accuracy of the regression's classes over the cells
+        the rule labels, and over every cell (against the class of most of its pixels).
+    """
+    import dataclasses
+
+    rule, most = tile_truth()
+    h, w = most.shape
+    assert scene_map.class_map.shape == (h, w) and scene_map.cell == TILE
+    has_data = np.flatnonzero(scene_map.class_map.ravel() >= 0)
+    x = scene_map.embeddings.reshape(h * w, -1).astype(np.float32)
+    x = (x - x[has_data].mean(0)) / x[has_data].std(0)
+    rng = np.random.default_rng(seed)
+    cells = [tuple(int(v) for v in rng.permutation(np.argwhere(rule == k))[0])
+             for k in range(len(CLASSES))]  # fmt: skip
+    scores = []
+    for budget in budgets:
+        n = budget - len(cells)
+        if strategy == "random":
+            free = np.setdiff1d(has_data, [r * w + c for r, c in cells])
+            picks = [divmod(int(i), w) for i in rng.choice(free, n, replace=False)]
+        else:
+            model = _taught(x, most, cells)
+            probabilities = np.zeros((h * w, len(CLASSES)), np.float32)
+            probabilities[:, model.classes_] = model.predict_proba(x)
+            now = dataclasses.replace(scene_map, probabilities=probabilities.T.reshape(-1, h, w))
+            picks = now.suggest(n, strategy, labelled=cells, seed=seed)
+        cells += picks
+        predicted = _taught(x, most, cells).predict(x).reshape(h, w)
+        on_rule = rule >= 0
+        scores.append((np.mean(predicted[on_rule] == rule[on_rule]), np.mean(predicted == most)))
+    return np.array(scores)

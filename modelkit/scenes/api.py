@@ -334,4 +334,5 @@ class _Assembly:
             embeddings=embedded,
             preview=_stretch(self.preview, ~empty),
             georef=georef,
+            taught=run.head is not None,  # suggest() uses the probabilities only then
         )

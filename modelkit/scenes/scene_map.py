@@ -5,14 +5,17 @@ column may hang over the border). ``class_map`` is -1 on no-data cells, where
 ``probabilities`` and ``confidence`` are NaN. ``transform`` is the GDAL-order geotransform of
 the cell grid in the scene's CRS (``crs``, an EPSG code); both are None for a scene without
 georeferencing. ``embeddings`` (h, w, D) float16 holds each cell's pooled features (blended
-like the probabilities) when ``map_scene(..., embeddings=True)``: what ``suggest`` and
-``similar`` (a later issue) will search; ``embedding_rgb`` is their first three principal
-components as colours. ``preview`` is the scene at cell resolution (the display bands at each
-cell's centre, stretched), for the PNG overlay.
+like the probabilities) when ``map_scene(..., embeddings=True)``: what ``suggest`` (cells to
+label next) and ``similar`` (look-alikes of a cell) search (``scenes/label.py``);
+``embedding_rgb`` is their first three principal components as colours. ``taught`` says the
+classes are a taught head's (``map_scene(..., head=...)``), not a model's own: only then do
+suggestions use the probabilities. ``preview`` is the scene at cell resolution (the display
+bands at each cell's centre, stretched), for the PNG overlay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,62 @@ class SceneMap:
     embeddings: np.ndarray | None = None  # (h, w, D) float16, when asked for
     preview: np.ndarray | None = None  # (h, w, 3) uint8
     georef: Georef | None = field(default=None, repr=False)
+    taught: bool = False  # the classes are a taught head's
+    # what the last suggest() said: its notes (e.g. "no classes taught yet") and the strategy used
+    last_notes: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    last_strategy: str = field(default="", init=False, repr=False, compare=False)
+
+    def suggest(
+        self,
+        n: int,
+        strategy: str = "auto",
+        *,
+        labelled: Sequence[tuple[int, int]] = (),
+        seed: int = 0,
+        min_cells: int = 2,
+    ) -> list[tuple[int, int]]:
+        """The ``n`` map cells most worth labelling next, best first (``teach.suggest``).
+
+        "auto": while there are fewer than 10 labels per class, typical cells of the regions
+        the labelled cells do not cover (k-means on the embeddings); then the cells the head
+        is least sure of (the smallest margin between its two most probable classes). Only
+        cells with data are suggested, never a labelled one, and no two within ``min_cells``
+        cells of each other (but "random", the baseline, is not spread). A map of a model's
+        own classes (no taught head) gets typical cells only, with a note. The notes and the
+        strategy used are kept in ``last_notes`` and ``last_strategy`` for the caller to show.
+
+        Args:
+            n: how many cells to suggest (fewer come back when fewer are left).
+            strategy: "auto", "typical", "margin" or "random".
+            labelled: the (row, col) of the cells labelled so far.
+            seed: the clustering's and random's draws.
+            min_cells: no two suggestions closer than this many cells (Chebyshev; 2: no two
+                are neighbours, diagonals included).
+
+        Returns:
+            [(row, col), ...] of the class map.
+        """
+        from modelkit.scenes.label import suggest_cells
+
+        cells, picked = suggest_cells(self, n, strategy, labelled=labelled, seed=seed,
+                                      min_cells=min_cells)  # fmt: skip
+        self.last_notes, self.last_strategy = list(picked.notes), picked.strategy
+        return cells
+
+    def similar(self, row: int, col: int, k: int = 10) -> list[tuple[int, int]]:
+        """The ``k`` cells whose embeddings are nearest cell (row, col)'s, nearest first (exact
+        cosine search, ``teach.neighbours``); never the cell itself nor a cell without data.
+
+        Args:
+            row, col: the cell (of the class map) to find look-alikes of.
+            k: how many.
+
+        Returns:
+            [(row, col), ...] of the class map.
+        """
+        from modelkit.scenes.label import similar_cells
+
+        return similar_cells(self, row, col, k)[0]
 
     def save(self, path, probabilities: bool = True) -> Path:
         """A GeoTIFF of the class map (palette colours, class names, the scene's CRS and the
