@@ -108,9 +108,9 @@ def test_simulated_zero_gpu_answers_as_off_it(tmp_path):
         guard.status_line()
     ref = explore.on_run(str(IMAGE), *FORM)
     assert sim["cuda_emulated"] is True and sim["worker_pid"] != sim["main_pid"]
-    assert sim["run"]["chart"] == json.loads(ref[1].to_json())["data"][0]
-    assert sim["run"]["note"] == ref[2]
-    assert sim["run"]["last"]["setup"] == ref[-1]["setup"]
+    assert sim["run"]["chart"] == json.loads(ref[3].to_json())["data"][0]
+    assert sim["run"]["note"] == ref[4]
+    assert sim["run"]["last"]["run"] == ref[-1]["run"]
     assert sim["level"] == explore.on_level(1, ref[-1])[1]
     assert sim["predict"] == api.api_predict(str(IMAGE), *API_FORM)
     assert sim["predict"]["predictions"][0]["label"] == "tiger cat"

@@ -89,8 +89,8 @@ def main(out: Path, image: str) -> dict:
     form = ("efficientnet_lite0", True, "", None, "", None, "", 5, "auto", "auto", "fp32", "torch")
     out_run = explore.on_run(image, *form)
     report["run"] = {
-        "chart": json.loads(out_run[1].to_json())["data"][0],
-        "note": out_run[2],
+        "chart": json.loads(out_run[3].to_json())["data"][0],
+        "note": out_run[4],
         "last": out_run[-1],
     }
     report["level"] = explore.on_level(1, out_run[-1])[1]  # its level summary

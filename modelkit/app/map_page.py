@@ -259,10 +259,10 @@ def build(setup: SetupForm, head: gr.State) -> None:
                                   elem_id="mk-map-class", scale=2)  # fmt: skip
                 mode = gr.Radio(MODES, value="teach", label="A click will", scale=3,
                                 elem_id="mk-map-mode")  # fmt: skip
-            counts = gr.Markdown(_counts(start), elem_id="mk-map-counts")
-            with gr.Row():
+            with gr.Row():  # above the counts, so that it is in sight at 1366 x 768
                 run = gr.Button("Map it", variant="primary", elem_id="mk-map-run", scale=3)
                 stop = gr.Button("Stop", elem_id="mk-map-stop", scale=1)
+            counts = gr.Markdown(_counts(start), elem_id="mk-map-counts")
             suggest = gr.Button("Where should I label next?", size="sm",
                                 elem_id="mk-map-suggest")  # fmt: skip
             answer = gr.Markdown(elem_id="mk-map-answer")
