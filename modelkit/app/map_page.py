@@ -206,8 +206,7 @@ def on_suggest(state, tile, opacity):
         + ", ".join(f"{i} at x {x}, y {y}" for i, (x, y) in enumerate(points, 1))
         + ".)"
     )
-    notes = getattr(scene_map, "suggest_notes", None) or []
-    note += "".join(f" {n}" for n in notes)
+    note += "".join(f" {n}" for n in scene_map.last_notes)
     return "", map_state.picture(state, float(opacity), _piece(tile)), state, note
 
 
