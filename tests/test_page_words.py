@@ -99,6 +99,12 @@ def test_a_file_that_cannot_be_read_clears_what_showed_the_old_one(tmp_path):
     assert failed(out) and "broken.png" in failed(out)
 
 
+def test_an_upload_the_host_pruned_asks_for_the_file_again(tmp_path):
+    gone = tmp_path / "pruned.png"  # the page still names it; the cleanup removed it
+    out = explore.on_run(str(gone), *form())
+    assert "upload the file again" in failed(out) and "went wrong" not in failed(out)
+
+
 def test_an_unusable_zip_leaves_no_old_examples_behind(tmp_path):
     good = tmp_path / "textures.zip"
     good.write_bytes((ASSETS / "teach_textures.zip").read_bytes())

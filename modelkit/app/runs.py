@@ -36,7 +36,11 @@ def load_image(file: str | None) -> ImageArray:
     """The image of a gr.File value (a path gradio chose for the upload, never one we build)."""
     if not file:
         raise ImageReadError("No image yet: upload a file or click one of the examples.")
-    stat = Path(file).stat()
+    try:
+        stat = Path(file).stat()
+    except FileNotFoundError:  # a public host prunes old uploads (modelkit/app/cleanup.py)
+        raise ImageReadError("That upload is no longer on the server (old uploads are removed): "
+                             "upload the file again.") from None  # fmt: skip
     return _read_cached(str(file), stat.st_mtime_ns, stat.st_size)
 
 
