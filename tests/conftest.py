@@ -20,6 +20,18 @@ def _offline(monkeypatch):
     monkeypatch.setenv("MODELKIT_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session")
+def shared_app(tmp_path_factory):
+    """The app with its default settings, started once for the tests that need nothing else (a
+    start costs 7-10 s on 2 cores). Its caches are not empty when a test begins: a test that
+    needs a fresh server, or other settings, starts its own."""
+    from app_server import start_app
+
+    server = start_app(tmp_path_factory.mktemp("shared-app"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def fabricate(tmp_path):
     """fabricate(name, seed=0, suffix=".pth", **create_kwargs) -> (path, state_dict) of a

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
-from app_server import ASSETS, start_app  # noqa: E402
+from app_server import ASSETS  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    server = start_app(tmp_path_factory.mktemp("app"))
-    yield server.url, server.tmp
-    server.stop()
+def app(shared_app):
+    return shared_app.url, shared_app.tmp
 
 
 @pytest.fixture(scope="module")

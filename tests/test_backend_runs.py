@@ -106,6 +106,7 @@ def test_what_cannot_run_compiled_is_refused_in_words():
     assert RunSettings("resnet18", backend=None).backend == os.environ["MODELKIT_BACKEND"]
 
 
+@pytest.mark.slow  # a child process (imports torch)
 def test_a_process_that_ends_while_auto_compiles_ends_cleanly(tmp_path):
     code = (
         "import numpy as np, modelkit\n"

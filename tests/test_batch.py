@@ -229,6 +229,7 @@ def test_bad_arguments_are_named(folder):
         run([folder / "cats/c0.png", folder / "cats/c0.png"])
 
 
+@pytest.mark.slow  # a child process (imports torch)
 def test_the_command_line_writes_the_table_and_names_mistakes(folder, tmp_path):
     out = tmp_path / "cli.parquet"
     cmd = [sys.executable, "-m", "modelkit", "batch", str(folder), "--model", MODEL,
@@ -251,6 +252,7 @@ def test_the_command_line_writes_the_table_and_names_mistakes(folder, tmp_path):
     assert "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow  # a child process (imports torch)
 def test_modelkit_batch_is_the_function_whichever_import_came_first():
     code = ("import sys, modelkit.batches.cli; assert 'torch' not in sys.modules; "
             "import modelkit; assert modelkit.batch.__module__ == 'modelkit.batches.job'; "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_server import ASSETS, ROOT, start_app
+from app_server import ASSETS, ROOT
 from batch_data import make_folder, zip_folder
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -18,10 +18,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--n
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    app = start_app(tmp_path_factory.mktemp("app"))
-    yield app
-    app.stop()
+def server(shared_app):
+    return shared_app
 
 
 def test_compare_endpoint(server):

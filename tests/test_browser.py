@@ -9,12 +9,12 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from browser_kit import ASSETS, app_page, shot, upload  # noqa: E402 (no chromium: skipped)
+from browser_kit import ASSETS, browser_page, shot, upload  # noqa: E402 (no chromium: skipped)
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    with app_page(tmp_path_factory.mktemp("browser")) as (_, page):
+def page(shared_app):
+    with browser_page(shared_app.url) as page:
         yield page
 
 

@@ -74,22 +74,17 @@ def test_band_chart_and_map_figures():
 
 
 @pytest.mark.slow
-def test_explain_through_the_running_app(tmp_path):
-    from app_server import start_app
+def test_explain_through_the_running_app(shared_app):
     from gradio_client import Client, handle_file
 
-    server = start_app(tmp_path / "app")
-    try:
-        client = Client(server.url, verbose=False)
-        endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-        assert "/explain" in endpoints
-        result, _ = client.predict(
-            handle_file(str(ASSETS / "chelsea.png")), "efficientnet_lite0", True, None, "", None,
-            "auto", "bands", "", "mean", api_name="/explain",
-        )  # fmt: skip
-        assert result["target_label"] == "tiger cat" and len(result["bands"]) == 3
-    finally:
-        server.stop()
+    client = Client(shared_app.url, verbose=False)
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert "/explain" in endpoints
+    result, _ = client.predict(
+        handle_file(str(ASSETS / "chelsea.png")), "efficientnet_lite0", True, None, "", None,
+        "auto", "bands", "", "mean", api_name="/explain",
+    )  # fmt: skip
+    assert result["target_label"] == "tiger cat" and len(result["bands"]) == 3
 
 
 def test_the_tab_explains_a_taught_head_in_its_own_classes(tmp_path):

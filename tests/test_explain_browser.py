@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from browser_kit import ASSETS, app_page, shot, upload  # noqa: E402 (no chromium: skipped)
+from browser_kit import ASSETS, browser_page, shot, upload  # noqa: E402 (no chromium: skipped)
 
 from modelkit.explanations.bandsets import band_labels  # noqa: E402
 
@@ -19,8 +19,8 @@ MAP = "#mk-explain-map .js-plotly-plot"
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    with app_page(tmp_path_factory.mktemp("explain-browser"), timeout_ms=180_000) as (_, page):
+def page(shared_app):
+    with browser_page(shared_app.url, timeout_ms=180_000) as page:
         page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         upload(page, ASSETS / "sentinel2_13band.tif", "13 channels × 256 × 256")
         page.get_by_role("tab", name="Why this answer?").click()

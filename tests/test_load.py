@@ -24,10 +24,10 @@ pytest.importorskip("psutil")
 from app_server import ASSETS, call, start_app  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
-pytestmark = pytest.mark.slow  # 16 sessions for 25 s
+pytestmark = pytest.mark.slow  # 16 sessions for 15 s
 
 SESSIONS = 16
-LOAD_SECONDS = 25  # new requests start until then; the ones in flight finish
+LOAD_SECONDS = 15  # new requests start until then; the ones in flight finish
 BUDGET_MB = 48  # MODELKIT_MODEL_CACHE_MB for the server: two or three of these models at once
 # What the server may use beyond its footprint after a warm-up and the model budget: one forward
 # pass per concurrent request (activations, preprocessing of a 13-band TIFF), a model being built

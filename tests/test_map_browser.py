@@ -11,7 +11,6 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from app_server import start_app  # noqa: E402
 from browser_kit import browser_page, shot  # noqa: E402 (no chromium: skipped)
 
 SCREEN = {"width": 1366, "height": 768}
@@ -25,16 +24,12 @@ VIEW = "#mk-map-view img"
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    server = start_app(tmp_path_factory.mktemp("map"))
-    try:
-        with browser_page(server.url, timeout_ms=240_000, viewport=SCREEN) as page:
-            page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
-            page.get_by_role("tab", name="Map my scene").click()
-            page.locator(VIEW).wait_for()
-            yield page
-    finally:
-        server.stop()
+def page(shared_app):
+    with browser_page(shared_app.url, timeout_ms=240_000, viewport=SCREEN) as page:
+        page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
+        page.get_by_role("tab", name="Map my scene").click()
+        page.locator(VIEW).wait_for()
+        yield page
 
 
 def click_scene(page, x: int, y: int) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tifffile
 from scene_data import ROOT, SCENE, bands_head
 
@@ -19,6 +20,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, timeout=timeout)  # fmt: skip
 
 
+@pytest.mark.slow  # a child process (imports torch)
 def test_the_command_maps_the_example_scene_and_writes_four_files(tmp_path):
     head = bands_head().save(tmp_path / "head.safetensors")
     out = tmp_path / "map.tif"

@@ -148,6 +148,7 @@ def test_a_heads_settings_win_and_what_they_override_is_named():
     ]
 
 
+@pytest.mark.slow  # a child process (imports torch)
 def test_no_library_call_changes_threads_or_the_environment(tmp_path):
     code = (
         "import os, numpy as np, torch, modelkit\n"

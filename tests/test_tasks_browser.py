@@ -11,7 +11,6 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from app_server import start_app  # noqa: E402
 from browser_kit import browser_page, shot  # noqa: E402 (no chromium: skipped)
 
 SCREEN = {"width": 1366, "height": 768}
@@ -19,15 +18,8 @@ CODE = re.compile(r"\w=\S|\[\d|\(e\.g\. \w+=")  # in_chans=3, channels=[0], (e.g
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_app(tmp_path_factory.mktemp("tasks"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    with browser_page(server.url, timeout_ms=240_000, viewport=SCREEN) as page:
+def page(shared_app):
+    with browser_page(shared_app.url, timeout_ms=240_000, viewport=SCREEN) as page:
         page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         yield page
 

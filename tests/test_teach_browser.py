@@ -11,28 +11,23 @@ from teach_data import png, texture_tiles, texture_zip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-from app_server import start_app  # noqa: E402
 from browser_kit import browser_page, shot  # noqa: E402 (no chromium: skipped)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teach-browser")
-    server = start_app(tmp)
     (tmp / "textures.zip").write_bytes(texture_zip(per_class=5))
     tile = next(t for t in texture_tiles(per_class=7) if t[1] == "gravel_6.png")[2]
     (tmp / "unseen_gravel.png").write_bytes(png(tile))
-    yield server
-    server.stop()
+    return tmp
 
 
-def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
-    with browser_page(server.url, timeout_ms=240_000) as page:
+def test_zip_train_confusion_and_predict_with_the_taught_classes(shared_app, files):
+    with browser_page(shared_app.url, timeout_ms=240_000) as page:
         page.locator("#mk-model-line", has_text="efficientnet_lite0").wait_for()
         page.get_by_role("tab", name="Teach it my classes").click()
-        page.locator("#mk-teach-zip input[type=file]").set_input_files(
-            str(server.tmp / "textures.zip")
-        )
+        page.locator("#mk-teach-zip input[type=file]").set_input_files(str(files / "textures.zip"))
         counts = page.locator("#mk-teach-counts")
         page.wait_for_function(
             "() => document.querySelector('#mk-teach-counts').innerText.includes('gravel')"
@@ -52,7 +47,7 @@ def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
         shot(page, "teach-01-trained")
 
         page.locator("#mk-teach-image input[type=file]").set_input_files(
-            str(server.tmp / "unseen_gravel.png")
+            str(files / "unseen_gravel.png")
         )
         page.locator("#mk-teach-predict").click()
         page.locator("#mk-teach-chart .js-plotly-plot").wait_for()
@@ -64,22 +59,22 @@ def test_zip_train_confusion_and_predict_with_the_taught_classes(server):
         shot(page, "teach-02-predicted")
 
 
-def test_teach_and_predict_with_head_endpoints(server):
+def test_teach_and_predict_with_head_endpoints(shared_app, files):
     from gradio_client import Client, handle_file
 
-    client = Client(server.url, verbose=False)
+    client = Client(shared_app.url, verbose=False)
     metrics, head_file = client.predict(
-        handle_file(str(server.tmp / "textures.zip")), "efficientnet_lite0", True, "auto", "none",
+        handle_file(str(files / "textures.zip")), "efficientnet_lite0", True, "auto", "none",
         api_name="/teach",
     )  # fmt: skip
     assert metrics["classes"] == ["brick", "grass", "gravel"] and metrics["cv_accuracy"] >= 0.8
     assert Path(head_file).name.endswith(".safetensors")
     answer = client.predict(
-        handle_file(str(server.tmp / "unseen_gravel.png")), handle_file(head_file), 3,
+        handle_file(str(files / "unseen_gravel.png")), handle_file(head_file), 3,
         api_name="/predict_with_head",
     )  # fmt: skip
     assert answer["predictions"][0]["label"] == "gravel" and len(answer["predictions"]) == 3
     with pytest.raises(Exception, match="holds no modelkit head|taught head"):
-        client.predict(handle_file(str(server.tmp / "unseen_gravel.png")),
-                       handle_file(str(server.tmp / "unseen_gravel.png")), 3,
+        client.predict(handle_file(str(files / "unseen_gravel.png")),
+                       handle_file(str(files / "unseen_gravel.png")), 3,
                        api_name="/predict_with_head")  # fmt: skip
