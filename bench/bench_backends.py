@@ -198,12 +198,15 @@ def end_to_end(repeats: int, count: int = 400) -> Table:
 def _idle() -> None:
     """Wait for every runner's background jobs (compile, timing) in the process."""
     import gc
+    import warnings
 
     from modelkit.runtime.backends import Runner
 
-    for obj in gc.get_objects():
-        if isinstance(obj, Runner):
-            obj.wait(600)
+    with warnings.catch_warnings():  # isinstance on torch's deprecated module attributes warns
+        warnings.simplefilter("ignore", FutureWarning)
+        runners = [obj for obj in gc.get_objects() if isinstance(obj, Runner)]
+    for runner in runners:
+        runner.wait(600)
 
 
 def _scene(repeats: int) -> list:
