@@ -69,6 +69,9 @@ def test_label_by_clicks_map_accept_a_suggestion_and_map_again(page):
     answer.get_by_text("of the scene").wait_for()
     first = answer.inner_text()
     assert "covers" in first and "Right on" in first
+    # the area table is the legend: each class name on its map colour (water blue, ...)
+    water = page.locator("#mk-map-areas [role=gridcell]", has_text="water").first
+    assert water.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(40, 110, 220)"
     shot(page, "map-2-mapped")
 
     page.locator("#mk-map-suggest").click()

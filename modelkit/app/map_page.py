@@ -167,8 +167,7 @@ def on_map(state, source, tile, stride, opacity, head, *form_values,
     if taught is None:
         answer += ("\n\n⚠ These are the model's own classes (everyday photos): on a scene they "
                    "mean little. Teach it your classes by clicking on the scene.")  # fmt: skip
-    rows = [[r["class"], words.percent(r["fraction"]),
-             "" if r["km2"] is None else round(r["km2"], 2)] for r in scene_map.area]  # fmt: skip
+    rows = map_state.area_table(scene_map, AREA_HEADERS)
     notes = "\n".join(f"- {n}" for n in scene_map.notes)
     return (
         "", map_state.picture(state, float(opacity), tile), answer, rows,

@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageDraw, ImageFont
 
+from modelkit.app import words
 from modelkit.errors import ConfigError
 from modelkit.scenes.export import class_colours
 from modelkit.scenes.preview import Preview, scene_preview
@@ -182,6 +183,24 @@ def import_zip(state: dict, data: bytes) -> dict:
 # --- pictures -----------------------------------------------------------------------------------
 def _colours(names: list[str]) -> dict[str, tuple[int, int, int]]:
     return {n: tuple(int(v) for v in c) for n, c in zip(names, class_colours(names), strict=True)}
+
+
+def area_table(scene_map: SceneMap, headers: list[str]):
+    """The area of each class, its name on the class's map colour: the page's legend."""
+    import pandas as pd
+
+    rows = [[r["class"], words.percent(r["fraction"]),
+             "" if r["km2"] is None else round(r["km2"], 2)] for r in scene_map.area]  # fmt: skip
+    colours = _colours(list(scene_map.classes))
+
+    def paint(name: str) -> str:
+        r, g, b = colours.get(name, (255, 255, 255))
+        ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"
+        return f"background-color: rgb({r}, {g}, {b}); color: {ink}"
+
+    frame = pd.DataFrame(rows, columns=headers)
+    # a Styler shows floats with six decimals unless told
+    return frame.style.map(paint, subset=[headers[0]]).format(precision=2, subset=[headers[2]])
 
 
 def picture(state: dict, opacity: float, tile: int) -> np.ndarray:
