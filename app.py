@@ -54,7 +54,7 @@ with gr.Blocks(title="modelkit", delete_cache=cleanup.delete_cache(LIMITS)) as d
     )
     guard.status_line()
     form = setup_form.build(demo)
-    head = gr.State(None)  # the taught head: Teach fills it; Explain and Batch read it
+    head = gr.State(None)  # the taught head: Teach and Map fill it; Explain, Batch and Map read it
     with gr.Tabs(elem_id="mk-tabs") as tabs:
         with gr.Tab(TASKS["explore"], id="explore", elem_id="mk-tab-explore"):
             explore.build(demo, form, tabs, "teach", "map")
