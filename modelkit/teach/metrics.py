@@ -70,9 +70,9 @@ def report(
     warnings = class_warnings({c: int(counts[i]) for i, c in enumerate(classes)})
     if p_value > CHANCE_P:
         warnings.append(
-            f"The accuracy ({accuracy:.0%}) is within noise of chance ({chance:.0%}; binomial "
-            f"test p = {p_value:.2f}): these features do not tell the classes apart from these "
-            "examples. Try more examples, another model, other channels or scaling."
+            f"The accuracy ({accuracy:.0%}) is within noise of chance ({chance:.0%}): with "
+            f"these examples it is no surer than guessing (binomial test p = {p_value:.2f}). "
+            "Add more examples of each class, or try another model, other channels or scaling."
         )
     names = list(names) if names is not None else [f"example {i}" for i in range(n)]
     misclassified = [
