@@ -10,7 +10,7 @@ import torch
 from modelkit import create_model, list_models
 from modelkit.models.info import shipped_sizes
 from modelkit.models.no_init import params_on_meta
-from modelkit.models.registry import list_sources
+from modelkit.models.registry import get_entry, list_sources
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,6 @@ def _on_meta() -> set[str]:
     the smallest of each family: their random init alone took 1-7 s per build, three builds
     each (a third of the sweep), and the builder's numbers are checked on that smallest one
     (and on vgg11_bn: the batch-norm VGGs are built another way)."""
-    from modelkit.models.registry import get_entry
-
     sizes = shipped_sizes()
     smallest: dict[str, str] = {}
     for name in sorted(ALL, key=sizes.__getitem__):
@@ -40,8 +38,6 @@ ON_META = _on_meta()
 
 
 def _setup(name: str) -> tuple[int, dict]:
-    from modelkit.models.registry import get_entry
-
     family = get_entry(name).family.name
     if family == "vit":
         kwargs = KWARGS.get(name, {"image_size": 32})
@@ -87,10 +83,6 @@ def test_registry_holds_every_torchvision_classifier():
 def test_shipped_sizes_are_the_built_models():
     """Search shows the sizes shipped in model_sizes.json instead of building 83 models; each
     must be the parameter count of what create_model builds (else: scripts/model_sizes.py)."""
-    from modelkit.models.info import shipped_sizes
-    from modelkit.models.no_init import params_on_meta
-    from modelkit.models.registry import get_entry
-
     sizes = shipped_sizes()
     assert set(sizes) == set(ALL)
     for name in ALL:

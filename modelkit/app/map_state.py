@@ -194,7 +194,7 @@ def area_table(scene_map: SceneMap, headers: list[str]):
     colours = _colours(list(scene_map.classes))
 
     def paint(name: str) -> str:
-        r, g, b = colours.get(name, (255, 255, 255))
+        r, g, b = colours[name]
         ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 140 else "white"
         return f"background-color: rgb({r}, {g}, {b}); color: {ink}"
 
